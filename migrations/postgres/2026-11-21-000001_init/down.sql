@@ -1,0 +1,17 @@
+DROP TABLE events;
+DROP TABLE history;
+DROP FUNCTION history_append_only;
+DROP TABLE image_labels;
+DROP TABLE images;
+DROP TABLE label_diseases;
+DROP TABLE labels;
+DROP TABLE disease_codes;
+DROP TABLE diseases;
+DROP TABLE codes;
+DROP TABLE code_systems;
+DROP TABLE login_failures;
+DROP TABLE api_tokens;
+DROP TABLE sessions;
+DROP TABLE user_groups;
+DROP TABLE groups;
+DROP TABLE users;

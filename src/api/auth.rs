@@ -1,0 +1,312 @@
+//! `/auth/*`: login and logout (server-side sessions), the caller's own profile and password,
+//! and the caller's API tokens.
+
+use actix_identity::Identity;
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::users::{hash_password, UserResponse};
+use super::{parse_id, rfc3339, rfc3339_opt};
+use crate::auth::{password, throttle, Access, AuthKind, CurrentUser};
+use crate::db::now;
+use crate::error::ApiError;
+use crate::middleware::request_context::RequestContext;
+use crate::models::api_tokens::{self, ApiToken};
+use crate::models::{sessions, users};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/login").route(web::post().to(login).wrap(Access::Public)))
+        .service(web::resource("/auth/logout").route(web::post().to(logout).wrap(Access::AnyUser)))
+        .service(web::resource("/auth/me").route(web::get().to(me).wrap(Access::AnyUser)))
+        .service(
+            web::resource("/auth/password")
+                .route(web::post().to(change_password).wrap(Access::AnyUser)),
+        )
+        .service(
+            web::resource("/auth/tokens")
+                .route(web::get().to(list_tokens).wrap(Access::AnyUser))
+                .route(web::post().to(create_token).wrap(Access::AnyUser)),
+        )
+        .service(
+            web::resource("/auth/tokens/{id}")
+                .route(web::delete().to(delete_token).wrap(Access::AnyUser)),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    pub user: UserResponse,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    pub name: String,
+    #[validate(range(min = 1, max = 365, message = "must be between 1 and 365"))]
+    pub expires_in_days: Option<i64>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub id: String,
+    pub name: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: NaiveDateTime,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+impl From<ApiToken> for TokenResponse {
+    fn from(t: ApiToken) -> Self {
+        TokenResponse {
+            id: t.uuid,
+            name: t.name,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+/// A token as created: the secret is shown only here.
+#[derive(Debug, Serialize)]
+pub struct CreatedTokenResponse {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: NaiveDateTime,
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized("wrong username or password".into())
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest {
+        username,
+        password: given,
+    } = body.into_inner();
+    let key = throttle::username_key(&username);
+    let client_ip = req
+        .extensions()
+        .get::<RequestContext>()
+        .map(|c| c.client_ip.to_string())
+        .unwrap_or_default();
+
+    let (locked, user) = {
+        let (key, client_ip) = (key.clone(), client_ip.clone());
+        state
+            .db
+            .run(move |conn| {
+                let locked = throttle::locked_for(conn, &key, &client_ip, now())?;
+                let user = match locked {
+                    Some(_) => None,
+                    None => users::find_by_username(conn, &username)?,
+                };
+                Ok((locked, user))
+            })
+            .await?
+    };
+    if let Some(retry_after) = locked {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+
+    // The hash is checked for unknown users too, so timing does not reveal who exists.
+    let verified = web::block(move || match user {
+        Some(user) => {
+            let ok = password::verify_password(&user.password_hash, &given) && user.is_active;
+            ok.then_some(user)
+        }
+        None => {
+            password::verify_dummy(&given);
+            None
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+
+    let Some(user) = verified else {
+        state
+            .db
+            .run(move |conn| Ok(throttle::record_failure(conn, &key, &client_ip, now())?))
+            .await?;
+        return Err(bad_credentials());
+    };
+    let (user, roles) = state
+        .db
+        .run(move |conn| {
+            throttle::record_success(conn, &key)?;
+            let roles = users::roles_of_user(conn, user.id)?;
+            Ok((user, roles))
+        })
+        .await?;
+    // A fresh session id on every login (actix-identity renews the session).
+    Identity::login(&req.extensions(), user.id.to_string()).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        user: UserResponse::new(user, roles),
+    }))
+}
+
+async fn logout(identity: Option<Identity>) -> HttpResponse {
+    // Purges the session: the store deletes its row, so a replayed cookie finds nothing.
+    if let Some(identity) = identity {
+        identity.logout();
+    }
+    HttpResponse::NoContent().finish()
+}
+
+async fn me(state: web::Data<AppState>, caller: CurrentUser) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .db
+        .run(move |conn| Ok(users::find_by_id(conn, caller.id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(UserResponse::new(user, caller.roles)))
+}
+
+async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: CurrentUser,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ChangePasswordRequest {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    let user = state
+        .db
+        .run(move |conn| Ok(users::find_by_id(conn, caller.id)?))
+        .await?;
+    let stored = user.password_hash.clone();
+    let current_ok = web::block(move || password::verify_password(&stored, &current_password))
+        .await
+        .map_err(ApiError::internal)?;
+    if !current_ok {
+        return Err(ApiError::field(
+            "current_password",
+            "is not your current password",
+        ));
+    }
+    password::check_policy(&new_password, &user.username)
+        .map_err(|m| ApiError::field("new_password", m))?;
+    let new_hash = hash_password(new_password).await?;
+    state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                users::update_user(
+                    conn,
+                    user.id,
+                    users::UserChanges {
+                        password_hash: Some(new_hash),
+                        ..Default::default()
+                    },
+                )?;
+                // Ends every session of the user; the caller's own continues under a new id.
+                sessions::delete_user_sessions(conn, user.id)?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    if caller.auth == AuthKind::Session {
+        Identity::login(&req.extensions(), caller.id.to_string()).map_err(ApiError::internal)?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn create_token(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    body: web::Json<CreateTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    body.validate()?;
+    let secret = crate::auth::tokens::generate_token();
+    let token_hash = crate::auth::tokens::digest(&secret);
+    let expires_at = now() + TimeDelta::days(body.expires_in_days.unwrap_or(90));
+    let token = state
+        .db
+        .run(move |conn| {
+            Ok(api_tokens::insert_token(
+                conn,
+                caller.id,
+                &body.name,
+                &token_hash,
+                expires_at,
+            )?)
+        })
+        .await?;
+    let location = format!("/api/v1/auth/tokens/{}", token.uuid);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(CreatedTokenResponse {
+            id: token.uuid,
+            name: token.name,
+            token: secret,
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+        }))
+}
+
+async fn list_tokens(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let tokens = state
+        .db
+        .run(move |conn| Ok(api_tokens::list_user_tokens(conn, caller.id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(
+        tokens
+            .into_iter()
+            .map(TokenResponse::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+async fn delete_token(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let deleted = state
+        .db
+        .run(move |conn| Ok(api_tokens::delete_user_token(conn, caller.id, &id)?))
+        .await?;
+    if deleted {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

@@ -1,0 +1,37 @@
+//! Groups (admin): the role groups and what each means.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use crate::auth::{Access, Role};
+use crate::error::ApiError;
+use crate::models::groups;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/groups").route(
+            web::get()
+                .to(list_groups)
+                .wrap(Access::roles(&[Role::Admin])),
+        ),
+    );
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupResponse {
+    pub name: String,
+    pub description: String,
+}
+
+async fn list_groups(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows = state.db.run(|conn| Ok(groups::list_groups(conn)?)).await?;
+    let body: Vec<GroupResponse> = rows
+        .into_iter()
+        .map(|g| GroupResponse {
+            name: g.name,
+            description: g.description,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}

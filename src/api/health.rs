@@ -1,0 +1,36 @@
+//! `GET /health`: no auth, not audited; 503 naming the failing part.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub database: &'static str,
+    pub storage: &'static str,
+}
+
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let database_ok = state
+        .db
+        .run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1").map_err(Into::into)
+        })
+        .await
+        .is_ok();
+    let storage_ok = state.storage.is_healthy().await;
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = Health {
+        status: word(database_ok && storage_ok),
+        database: word(database_ok),
+        storage: word(storage_ok),
+    };
+    if database_ok && storage_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

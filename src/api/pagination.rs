@@ -1,0 +1,126 @@
+//! Keyset pagination: `?limit=` (1..200, default 50) and an opaque `?cursor=`; responses are
+//! `{"items": [...], "next_cursor": "..." | null}`. The cursor encodes the last item's UUID
+//! (v7, time-ordered), so a page costs one index range scan whatever the table size.
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A parsed page request: how many items, and the key to continue after.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub after: Option<String>,
+}
+
+impl PageRequest {
+    /// Parses the raw query values: unparseable -> 400, out of range -> 422.
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(raw) => {
+                let n: i64 = raw.trim().parse().map_err(|_| {
+                    ApiError::BadRequest(format!("limit {raw:?} is not a whole number"))
+                })?;
+                if !(1..=MAX_LIMIT).contains(&n) {
+                    return Err(ApiError::field(
+                        "limit",
+                        format!("must be between 1 and {MAX_LIMIT}"),
+                    ));
+                }
+                n
+            }
+        };
+        let after = cursor.map(decode_cursor).transpose()?;
+        Ok(PageRequest { limit, after })
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether another page follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts the fetched rows to the page and computes the next cursor from the last kept key.
+    pub fn finish<R, T>(
+        &self,
+        mut rows: Vec<R>,
+        key: impl Fn(&R) -> &str,
+        map: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        let next_cursor = if more {
+            rows.last().map(|r| encode_cursor(key(r)))
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(map).collect(),
+            next_cursor,
+        }
+    }
+}
+
+pub fn encode_cursor(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_cursor(raw: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::BadRequest("cursor is not one this server issued".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    uuid::Uuid::parse_str(&text)
+        .map(|u| u.to_string())
+        .map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_with_400_for_junk_and_422_for_range() {
+        assert_eq!(PageRequest::parse(None, None).unwrap().limit, 50);
+        assert_eq!(PageRequest::parse(Some("200"), None).unwrap().limit, 200);
+        assert!(matches!(
+            PageRequest::parse(Some("abc"), None),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            PageRequest::parse(Some("0"), None),
+            Err(ApiError::Validation(_))
+        ));
+        assert!(matches!(
+            PageRequest::parse(Some("201"), None),
+            Err(ApiError::Validation(_))
+        ));
+        assert!(matches!(
+            PageRequest::parse(None, Some("!!")),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_pages_know_when_more_follow() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let req = PageRequest::parse(Some("2"), Some(&encode_cursor(&id))).unwrap();
+        assert_eq!(req.after.as_deref(), Some(id.as_str()));
+        let page = req.finish(vec!["a", "b", "c"], |r| r, |r| r.to_uppercase());
+        assert_eq!(page.items, vec!["A", "B"]);
+        assert_eq!(page.next_cursor, Some(encode_cursor("b")));
+        let last = req.finish(vec!["a"], |r| r, |r| r);
+        assert_eq!(last.next_cursor, None);
+    }
+}

@@ -1,0 +1,303 @@
+//! Users (admin): list, create, read, update (profile, roles, activation, password).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDateTime;
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use validator::{Validate, ValidationError};
+
+use super::pagination::{Page, PageRequest};
+use super::{nullable, parse_id, rfc3339};
+use crate::auth::{password, Access, CurrentUser, Role, RoleSet};
+use crate::error::{ApiError, FieldErrors};
+use crate::models::users::{self, NewUser, User, UserChanges};
+use crate::models::{api_tokens, sessions};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let admin = Access::roles(&[Role::Admin]);
+    cfg.service(
+        web::resource("/users")
+            .route(web::get().to(list_users).wrap(admin))
+            .route(web::post().to(create_user).wrap(admin)),
+    )
+    .service(
+        web::resource("/users/{id}")
+            .route(web::get().to(get_user).wrap(admin))
+            .route(web::patch().to(update_user).wrap(admin)),
+    );
+}
+
+/// `User` on the wire.
+#[derive(Debug, Serialize)]
+pub struct UserResponse {
+    pub id: String,
+    pub username: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub roles: Vec<&'static str>,
+    pub is_active: bool,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: NaiveDateTime,
+}
+
+impl UserResponse {
+    pub fn new(user: User, roles: RoleSet) -> Self {
+        UserResponse {
+            id: user.uuid,
+            username: user.username,
+            full_name: user.full_name,
+            email: user.email,
+            roles: roles.names(),
+            is_active: user.is_active,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// `{"id", "username"}`: how other entities name a user.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRef {
+    pub id: String,
+    pub username: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListUsersQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    #[validate(custom(function = "valid_username"))]
+    pub username: String,
+    pub password: String,
+    #[validate(length(max = 200, message = "must be at most 200 characters"))]
+    pub full_name: Option<String>,
+    #[validate(email(message = "must be an email address"))]
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(max = 200, message = "must be at most 200 characters"))]
+    pub full_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(email(message = "must be an email address"))]
+    pub email: Option<Option<String>>,
+    pub roles: Option<Vec<String>>,
+    pub is_active: Option<bool>,
+    pub password: Option<String>,
+}
+
+/// Usernames: 1 to 150 letters, digits and `@ . + - _` (what other systems accept too).
+pub fn valid_username(username: &str) -> Result<(), ValidationError> {
+    let ok = (1..=150).contains(&username.chars().count())
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new("username")
+            .with_message("must be 1 to 150 letters, digits or @ . + - _".into()))
+    }
+}
+
+/// Parses role names; unknown ones are a field error on `roles`.
+pub fn parse_roles(names: &[String]) -> Result<Vec<Role>, ApiError> {
+    let mut roles = Vec::new();
+    for name in names {
+        match Role::from_name(name) {
+            Some(role) if !roles.contains(&role) => roles.push(role),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::field(
+                    "roles",
+                    format!("unknown role {name:?}; roles are doctor, researcher, admin"),
+                ))
+            }
+        }
+    }
+    Ok(roles)
+}
+
+/// Hashes on the blocking pool (argon2 takes tens of milliseconds by design).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    web::block(move || password::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+async fn list_users(
+    state: web::Data<AppState>,
+    query: web::Query<ListUsersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let (rows, roles) = state
+        .db
+        .run({
+            let page = page.clone();
+            move |conn| {
+                let rows = users::list_users(conn, page.after.as_deref(), page.fetch())?;
+                let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
+                let roles = users::roles_of(conn, &ids)?;
+                Ok((rows, roles))
+            }
+        })
+        .await?;
+    let body: Page<UserResponse> = page.finish(
+        rows,
+        |u| &u.uuid,
+        |u| {
+            let r = roles.get(&u.id).copied().unwrap_or_default();
+            UserResponse::new(u, r)
+        },
+    );
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn create_user(
+    state: web::Data<AppState>,
+    body: web::Json<CreateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut errors = body.validate().err().map(|e| match ApiError::from(e) {
+        ApiError::Validation(errors) => errors,
+        _ => FieldErrors::new(),
+    });
+    if let Err(message) = password::check_policy(&body.password, &body.username) {
+        errors
+            .get_or_insert_with(FieldErrors::new)
+            .entry("password".into())
+            .or_default()
+            .push(message);
+    }
+    if let Some(errors) = errors {
+        return Err(ApiError::Validation(errors));
+    }
+    let roles = parse_roles(&body.roles)?;
+    let password_hash = hash_password(body.password).await?;
+    let (user, role_set) = state
+        .db
+        .run(move |conn| {
+            if users::username_taken(conn, &body.username)? {
+                return Err(ApiError::Conflict(format!(
+                    "username {:?} is taken",
+                    body.username
+                )));
+            }
+            let user = users::insert_user(
+                conn,
+                NewUser {
+                    username: &body.username,
+                    password_hash: &password_hash,
+                    full_name: body.full_name.as_deref(),
+                    email: body.email.as_deref(),
+                    roles: &roles,
+                },
+            )?;
+            let role_set = users::roles_of_user(conn, user.id)?;
+            Ok((user, role_set))
+        })
+        .await?;
+    let location = format!("/api/v1/users/{}", user.uuid);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(UserResponse::new(user, role_set)))
+}
+
+async fn get_user(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let (user, roles) = state
+        .db
+        .run(move |conn| {
+            let user = users::find_by_uuid(conn, &id)?;
+            let roles = users::roles_of_user(conn, user.id)?;
+            Ok((user, roles))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UserResponse::new(user, roles)))
+}
+
+async fn update_user(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    id: web::Path<String>,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let body = body.into_inner();
+    body.validate()?;
+    let roles = body.roles.as_deref().map(parse_roles).transpose()?;
+    let is_self = id == caller.uuid;
+    if is_self && body.is_active == Some(false) {
+        return Err(ApiError::field(
+            "is_active",
+            "you cannot deactivate yourself",
+        ));
+    }
+    if is_self && roles.as_ref().is_some_and(|r| !r.contains(&Role::Admin)) {
+        return Err(ApiError::field(
+            "roles",
+            "you cannot remove your own admin role",
+        ));
+    }
+    // The username is needed for the password policy, so read it before hashing.
+    let target = {
+        let id = id.clone();
+        state
+            .db
+            .run(move |conn| Ok(users::find_by_uuid(conn, &id)?))
+            .await?
+    };
+    let password_hash = match body.password {
+        Some(new_password) => {
+            password::check_policy(&new_password, &target.username)
+                .map_err(|m| ApiError::field("password", m))?;
+            Some(hash_password(new_password).await?)
+        }
+        None => None,
+    };
+    let (user, role_set) = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let ends_sessions = body.is_active == Some(false) || password_hash.is_some();
+                let user = users::update_user(
+                    conn,
+                    target.id,
+                    UserChanges {
+                        full_name: body.full_name,
+                        email: body.email,
+                        is_active: body.is_active,
+                        password_hash,
+                        updated_at: None,
+                    },
+                )?;
+                if let Some(roles) = roles {
+                    users::set_roles(conn, user.id, &roles)?;
+                }
+                if ends_sessions {
+                    sessions::delete_user_sessions(conn, user.id)?;
+                }
+                if body.is_active == Some(false) {
+                    api_tokens::delete_all_user_tokens(conn, user.id)?;
+                }
+                let role_set = users::roles_of_user(conn, user.id)?;
+                Ok::<_, ApiError>((user, role_set))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UserResponse::new(user, role_set)))
+}

@@ -1,0 +1,230 @@
+//! Resolves the caller of every `/api/v1` request, before any route runs:
+//! - a token in the URL (`?token=`, `?access_token=`) is refused with 401;
+//! - `Authorization: Bearer <token>` must name a live token of an active user (401 otherwise);
+//! - otherwise the session cookie's identity, if any, names an active user;
+//! - a cookie-authenticated (or anonymous) `POST`/`PUT`/`PATCH`/`DELETE` whose `Origin`, or
+//!   failing that `Referer`, is another site is refused with 403 (CSRF).
+//!
+//! The result is a [`CurrentUser`] in request extensions; route guards ([`super::Access`])
+//! decide what it may do.
+
+use actix_identity::Identity;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+
+use super::{tokens, AuthKind, CurrentUser};
+use crate::error::ApiError;
+use crate::models::{api_tokens, users};
+use crate::state::AppState;
+
+const URL_TOKEN_PARAMS: [&str; 2] = ["token", "access_token"];
+
+pub async fn authenticate<B: MessageBody + 'static>(
+    mut req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match resolve(&mut req).await {
+        Ok(Some(user)) => {
+            req.extensions_mut().insert(user);
+        }
+        Ok(None) => {}
+        Err(err) => return Ok(req.error_response(err).map_into_right_body()),
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+async fn resolve(req: &mut ServiceRequest) -> Result<Option<CurrentUser>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
+
+    if has_token_in_url(req.query_string()) {
+        return Err(ApiError::Unauthorized(
+            "tokens are not accepted in the URL; send Authorization: Bearer".into(),
+        ));
+    }
+
+    let user = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => Some(user_from_bearer(&state, value).await?),
+        None => {
+            user_from_session(
+                &state,
+                req.extract::<Option<Identity>>().await.ok().flatten(),
+            )
+            .await?
+        }
+    };
+
+    let by_token = user.as_ref().is_some_and(|u| u.auth == AuthKind::Token);
+    if is_unsafe(req.method()) && !by_token && !same_origin(req, &state.settings.cors_origins) {
+        return Err(ApiError::Forbidden(
+            "cross-site request refused (Origin does not match)".into(),
+        ));
+    }
+    Ok(user)
+}
+
+fn has_token_in_url(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default();
+        URL_TOKEN_PARAMS
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p))
+    })
+}
+
+async fn user_from_bearer(
+    state: &AppState,
+    value: &header::HeaderValue,
+) -> Result<CurrentUser, ApiError> {
+    let invalid = || ApiError::Unauthorized("invalid, expired or revoked token".into());
+    let raw = value.to_str().map_err(|_| invalid())?;
+    let (scheme, token) = raw.trim().split_once(' ').ok_or_else(invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "only Authorization: Bearer <token> is accepted".into(),
+        ));
+    }
+    let token_hash = tokens::digest(token.trim());
+    let found = state
+        .db
+        .run(move |conn| {
+            let Some((_, user)) = api_tokens::authenticate_token(conn, &token_hash)? else {
+                return Ok(None);
+            };
+            let roles = users::roles_of_user(conn, user.id)?;
+            Ok(Some((user, roles)))
+        })
+        .await?;
+    let (user, roles) = found.ok_or_else(invalid)?;
+    Ok(CurrentUser {
+        id: user.id,
+        uuid: user.uuid,
+        username: user.username,
+        roles,
+        auth: AuthKind::Token,
+    })
+}
+
+async fn user_from_session(
+    state: &AppState,
+    identity: Option<Identity>,
+) -> Result<Option<CurrentUser>, ApiError> {
+    let Some(identity) = identity else {
+        return Ok(None);
+    };
+    let Some(user_id) = identity.id().ok().and_then(|id| id.parse::<i64>().ok()) else {
+        identity.logout();
+        return Ok(None);
+    };
+    let found = state
+        .db
+        .run(move |conn| {
+            let user = users::find_by_id(conn, user_id);
+            match user {
+                Ok(user) if user.is_active => {
+                    let roles = users::roles_of_user(conn, user.id)?;
+                    Ok(Some((user, roles)))
+                }
+                Ok(_) | Err(diesel::result::Error::NotFound) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
+    match found {
+        Some((user, roles)) => Ok(Some(CurrentUser {
+            id: user.id,
+            uuid: user.uuid,
+            username: user.username,
+            roles,
+            auth: AuthKind::Session,
+        })),
+        None => {
+            identity.logout();
+            Ok(None)
+        }
+    }
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// True when the request carries no `Origin`/`Referer` (not a browser), or names this host or
+/// a configured CORS origin.
+fn same_origin(req: &ServiceRequest, allowed: &[String]) -> bool {
+    let headers = req.headers();
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .map(|v| v.to_str().unwrap_or("null").to_owned());
+    let Some(source) = source else { return true };
+    let Some(origin) = origin_of(&source) else {
+        return false;
+    };
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+    {
+        return true;
+    }
+    let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or_default();
+    let host = req.connection_info().host().to_ascii_lowercase();
+    let default_port = if origin.starts_with("https://") {
+        ":443"
+    } else {
+        ":80"
+    };
+    authority == host
+        || format!("{authority}{default_port}") == host
+        || authority == host.trim_end_matches(default_port)
+}
+
+/// `scheme://authority` of an Origin or Referer value, lower-cased; `None` for `null` or junk.
+fn origin_of(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty()
+        || !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+    {
+        return None;
+    }
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_tokens_are_detected_by_parameter_name() {
+        assert!(has_token_in_url("token=abc"));
+        assert!(has_token_in_url("limit=5&ACCESS_TOKEN=abc"));
+        assert!(!has_token_in_url("tokens=abc&q=token"));
+        assert!(!has_token_in_url(""));
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        assert_eq!(
+            origin_of("https://App.Example.org/path?q").as_deref(),
+            Some("https://app.example.org")
+        );
+        assert_eq!(
+            origin_of("http://localhost:8080").as_deref(),
+            Some("http://localhost:8080")
+        );
+        assert_eq!(origin_of("null"), None);
+        assert_eq!(origin_of("javascript://x"), None);
+    }
+}

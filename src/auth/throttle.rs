@@ -1,0 +1,60 @@
+//! Login throttling: 10 failures for one username, or 100 from one client address, within 15
+//! minutes lock further attempts (even with the right password) until the window slides past
+//! them. A success resets the username's count. The lock always lifts by itself.
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::QueryResult;
+
+use crate::db::DbConnection;
+use crate::models::login_failures::{self, FailureKey};
+
+pub const WINDOW_SECS: i64 = 15 * 60;
+pub const USERNAME_LIMIT: i64 = 10;
+pub const CLIENT_LIMIT: i64 = 100;
+
+/// The form a tried username is counted under (case-insensitive, bounded).
+pub fn username_key(username: &str) -> String {
+    username.to_lowercase().chars().take(256).collect()
+}
+
+/// `None` when a login may be tried now, or the seconds until it may (1..=900).
+pub fn locked_for(
+    conn: &mut DbConnection,
+    username: &str,
+    client_ip: &str,
+    at: NaiveDateTime,
+) -> QueryResult<Option<u64>> {
+    let window = TimeDelta::seconds(WINDOW_SECS);
+    let since = at - window;
+    let mut retry_after: Option<u64> = None;
+    for (key, limit) in [
+        (FailureKey::Username(username), USERNAME_LIMIT),
+        (FailureKey::Client(client_ip), CLIENT_LIMIT),
+    ] {
+        // The lock holds while `limit` failures remain inside the window, that is until the
+        // limit-th most recent one is older than the window.
+        if let Some(oldest_counted) =
+            login_failures::nth_recent_failure(conn, key, since, limit - 1)?
+        {
+            let remaining = (oldest_counted + window - at).num_milliseconds();
+            let secs = ((remaining + 999) / 1000).clamp(1, WINDOW_SECS) as u64;
+            retry_after = Some(retry_after.map_or(secs, |r| r.max(secs)));
+        }
+    }
+    Ok(retry_after)
+}
+
+pub fn record_failure(
+    conn: &mut DbConnection,
+    username: &str,
+    client_ip: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    login_failures::record_failure(conn, username, client_ip, at)?;
+    login_failures::purge_before(conn, at - TimeDelta::seconds(WINDOW_SECS))?;
+    Ok(())
+}
+
+pub fn record_success(conn: &mut DbConnection, username: &str) -> QueryResult<()> {
+    login_failures::clear_username(conn, username)
+}

@@ -1,0 +1,189 @@
+//! The command line: `medlabel <subcommand>`. Every subcommand reads the same configuration as
+//! the server and first applies pending migrations, so each works on a fresh database.
+
+use std::io::BufRead as _;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::auth::{password, Role};
+use crate::config::Settings;
+use crate::models::{groups, users};
+use crate::startup::{self, Application};
+use crate::state::AppState;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "medlabel",
+    version,
+    about = "Role-based medical imaging and labelling backend"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server: migrate, seed the groups, create a first admin when none exists.
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Create the doctor, researcher and admin groups (idempotent).
+    CreateUserGroups,
+    /// Create a user; the password comes from standard input or is generated and printed.
+    CreateUser(CreateUserArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateUserArgs {
+    #[arg(long)]
+    pub username: String,
+    /// A role to grant; repeat for several, leave out for a user without a role.
+    #[arg(long = "role", value_enum)]
+    pub roles: Vec<RoleArg>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[arg(long)]
+    pub full_name: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Doctor,
+    Researcher,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Doctor => Role::Doctor,
+            RoleArg::Researcher => Role::Researcher,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve(settings),
+        Command::Migrate => {
+            let state = AppState::open(settings)?;
+            let applied = state.db.migrate()?;
+            if applied.is_empty() {
+                println!("the database is up to date");
+            }
+            for version in applied {
+                println!("applied migration {version}");
+            }
+            Ok(())
+        }
+        Command::CreateUserGroups => {
+            let state = AppState::open(settings)?;
+            state.db.migrate()?;
+            let created = groups::ensure_groups(&mut *state.db.get()?)?;
+            for name in created {
+                println!("created group {name}");
+            }
+            Ok(())
+        }
+        Command::CreateUser(args) => create_user(settings, args),
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let state = AppState::open(settings)?;
+    startup::prepare(&state)?;
+    ensure_first_admin(&state)?;
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(state.clone())?;
+        let bind = &state.settings.bind;
+        let host = bind.rsplit_once(':').map(|(h, _)| h).unwrap_or(bind);
+        tracing::info!(address = %format!("http://{host}:{}", app.port()), "medlabel is listening");
+        app.run_until_stopped()
+            .await
+            .context("server stopped with an error")
+    })
+}
+
+/// When no active admin exists, creates one and prints its credentials once.
+fn ensure_first_admin(state: &AppState) -> anyhow::Result<()> {
+    let mut conn = state.db.get()?;
+    if users::active_admin_exists(&mut conn)? {
+        return Ok(());
+    }
+    let mut username = "admin".to_owned();
+    while users::username_taken(&mut conn, &username)? {
+        username = format!("admin-{}", &uuid::Uuid::now_v7().simple().to_string()[26..]);
+    }
+    let secret = password::generate_password();
+    let hash = password::hash_password(&secret)?;
+    users::insert_user(
+        &mut conn,
+        users::NewUser {
+            username: &username,
+            password_hash: &hash,
+            full_name: None,
+            email: None,
+            roles: &[Role::Admin],
+        },
+    )?;
+    println!("Created the first admin. Keep these credentials now; they are not shown again.");
+    println!("  username: {username}");
+    println!("  password: {secret}");
+    Ok(())
+}
+
+fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
+    crate::api::users::valid_username(&args.username)
+        .map_err(|_| anyhow::anyhow!("username must be 1 to 150 letters, digits or @ . + - _"))?;
+    let (secret, generated) = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        (line.trim_end_matches(['\n', '\r']).to_owned(), false)
+    } else {
+        (password::generate_password(), true)
+    };
+    password::check_policy(&secret, &args.username).map_err(|m| anyhow::anyhow!("password {m}"))?;
+    let roles: Vec<Role> = args.roles.into_iter().map(Role::from).collect();
+
+    let state = AppState::open(settings)?;
+    state.db.migrate()?;
+    let mut conn = state.db.get()?;
+    if users::username_taken(&mut conn, &args.username)? {
+        anyhow::bail!("username {:?} is taken", args.username);
+    }
+    let hash = password::hash_password(&secret)?;
+    let user = users::insert_user(
+        &mut conn,
+        users::NewUser {
+            username: &args.username,
+            password_hash: &hash,
+            full_name: args.full_name.as_deref(),
+            email: args.email.as_deref(),
+            roles: &roles,
+        },
+    )?;
+    let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    println!(
+        "created user {} (id {}, roles: {})",
+        user.username,
+        user.uuid,
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
+    if generated {
+        println!("password: {secret}");
+    }
+    Ok(())
+}

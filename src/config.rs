@@ -1,0 +1,386 @@
+//! Settings: every environment variable in one place, documented and validated at start.
+//!
+//! Values come from the process environment, optionally from a `.env` file in the working
+//! directory. Each variable `X` may instead be given as `X_FILE`, the path of a file holding the
+//! value (for secrets mounted by an orchestrator); setting both is an error.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `sqlite://medlabel.db` | `sqlite://PATH` or `postgres://...` |
+//! | `STORAGE_URL` | `file://./data/objects` | `file://DIR`, `s3://bucket/prefix` or `memory://` |
+//! | `MEDLABEL_BIND` | `127.0.0.1:8080` | listen address |
+//! | `MEDLABEL_DATA_DIR` | `./data` | where a generated session key is kept |
+//! | `MEDLABEL_SESSION_KEY` | generated | 64+ random bytes, base64: signs and encrypts cookies |
+//! | `MEDLABEL_SESSION_IDLE_SECS` | `1800` | idle timeout of a session |
+//! | `MEDLABEL_SESSION_MAX_SECS` | `43200` | absolute lifetime of a session |
+//! | `MEDLABEL_MAX_UPLOAD_BYTES` | `1073741824` | largest image upload |
+//! | `MEDLABEL_MAX_JSON_BYTES` | `1048576` | largest JSON body |
+//! | `MEDLABEL_INSECURE_COOKIES` | `0` | `1`: cookie `medlabel` without `Secure` (plain-HTTP dev only) |
+//! | `MEDLABEL_TRUSTED_PROXIES` | none | comma-separated addresses/CIDRs whose `X-Forwarded-For` is believed |
+//! | `MEDLABEL_CORS_ORIGINS` | none (CORS off) | comma-separated allowed origins |
+//! | `MEDLABEL_DB_POOL_SIZE` | `16` | database connections per instance |
+//! | `MEDLABEL_WORKERS` | CPU count | HTTP worker threads |
+//! | `MEDLABEL_LOG` | `info` | tracing filter, e.g. `medlabel=debug,info` |
+//! | `MEDLABEL_LOG_FORMAT` | `text` | `text` for people, `json` for machines |
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use ipnet::IpNet;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A value that must never be printed (Debug shows `[redacted]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(pub T);
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Secret<String>,
+    pub storage_url: String,
+    pub bind: String,
+    pub data_dir: PathBuf,
+    /// Raw key material (64+ bytes); `None` means "generate and keep one in `data_dir`".
+    pub session_key: Option<Secret<Vec<u8>>>,
+    pub session_idle_secs: u64,
+    pub session_max_secs: u64,
+    pub max_upload_bytes: u64,
+    pub max_json_bytes: usize,
+    pub insecure_cookies: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors_origins: Vec<String>,
+    pub db_pool_size: u32,
+    pub workers: Option<usize>,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Reads `.env` (when present) and the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any variable source (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| -> Result<Option<String>, ConfigError> {
+            let file_var = format!("{name}_FILE");
+            match (lookup(name), lookup(&file_var)) {
+                (Some(_), Some(_)) => {
+                    Err(ConfigError(format!("set {name} or {file_var}, not both")))
+                }
+                (Some(v), None) => Ok(Some(v)),
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .map(|v| Some(v.trim_end_matches(['\n', '\r']).to_owned()))
+                    .map_err(|e| ConfigError(format!("{file_var}: cannot read {path}: {e}"))),
+                (None, None) => Ok(None),
+            }
+        };
+
+        let database_url = get("DATABASE_URL")?.unwrap_or_else(|| "sqlite://medlabel.db".into());
+        crate::db::DatabaseUrl::parse(&database_url)
+            .map_err(|e| ConfigError(format!("DATABASE_URL {e}")))?;
+
+        let storage_url = get("STORAGE_URL")?.unwrap_or_else(|| "file://./data/objects".into());
+        if !["file://", "s3://", "memory://"]
+            .iter()
+            .any(|s| storage_url.starts_with(s))
+        {
+            return Err(ConfigError(
+                "STORAGE_URL must start with file://, s3:// or memory://".into(),
+            ));
+        }
+
+        let bind = get("MEDLABEL_BIND")?.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let resolvable = bind
+            .to_socket_addrs()
+            .map(|mut a| a.next().is_some())
+            .unwrap_or(false);
+        if bind.parse::<SocketAddr>().is_err() && !resolvable {
+            return Err(ConfigError(format!(
+                "MEDLABEL_BIND {bind:?} is not a host:port address"
+            )));
+        }
+
+        let session_key = match get("MEDLABEL_SESSION_KEY")? {
+            None => None,
+            Some(encoded) => {
+                Some(Secret(decode_session_key(&encoded).map_err(|e| {
+                    ConfigError(format!("MEDLABEL_SESSION_KEY {e}"))
+                })?))
+            }
+        };
+
+        let session_idle_secs = number(
+            get("MEDLABEL_SESSION_IDLE_SECS")?,
+            "MEDLABEL_SESSION_IDLE_SECS",
+            1800,
+        )?;
+        let session_max_secs = number(
+            get("MEDLABEL_SESSION_MAX_SECS")?,
+            "MEDLABEL_SESSION_MAX_SECS",
+            43200,
+        )?;
+        if session_idle_secs == 0 || session_max_secs == 0 {
+            return Err(ConfigError(
+                "session timeouts must be at least 1 second".into(),
+            ));
+        }
+
+        let trusted_proxies = list(get("MEDLABEL_TRUSTED_PROXIES")?)
+            .into_iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "MEDLABEL_TRUSTED_PROXIES: {p:?} is not an address or CIDR"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let cors_origins = list(get("MEDLABEL_CORS_ORIGINS")?);
+        if let Some(bad) = cors_origins
+            .iter()
+            .find(|o| *o == "*" || !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(ConfigError(format!(
+                "MEDLABEL_CORS_ORIGINS: {bad:?} is not an origin like https://app.example.org (`*` is not allowed)"
+            )));
+        }
+
+        let log_format = match get("MEDLABEL_LOG_FORMAT")?.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MEDLABEL_LOG_FORMAT must be text or json, not {other:?}"
+                )))
+            }
+        };
+
+        let workers = match get("MEDLABEL_WORKERS")? {
+            None => None,
+            Some(v) => Some(number::<usize>(Some(v), "MEDLABEL_WORKERS", 1)?.max(1)),
+        };
+
+        Ok(Settings {
+            database_url: Secret(database_url),
+            storage_url,
+            bind,
+            data_dir: PathBuf::from(get("MEDLABEL_DATA_DIR")?.unwrap_or_else(|| "./data".into())),
+            session_key,
+            session_idle_secs,
+            session_max_secs,
+            max_upload_bytes: number(
+                get("MEDLABEL_MAX_UPLOAD_BYTES")?,
+                "MEDLABEL_MAX_UPLOAD_BYTES",
+                1 << 30,
+            )?,
+            max_json_bytes: number(
+                get("MEDLABEL_MAX_JSON_BYTES")?,
+                "MEDLABEL_MAX_JSON_BYTES",
+                1 << 20,
+            )?,
+            insecure_cookies: flag(
+                get("MEDLABEL_INSECURE_COOKIES")?,
+                "MEDLABEL_INSECURE_COOKIES",
+            )?,
+            trusted_proxies,
+            cors_origins,
+            db_pool_size: number(get("MEDLABEL_DB_POOL_SIZE")?, "MEDLABEL_DB_POOL_SIZE", 16)?
+                .max(1),
+            workers,
+            log: get("MEDLABEL_LOG")?.unwrap_or_else(|| "info".into()),
+            log_format,
+        })
+    }
+
+    /// The session key: the configured one, or one generated once and kept in `data_dir`.
+    pub fn resolve_session_key(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(Secret(key)) = &self.session_key {
+            return Ok(key.clone());
+        }
+        let path = self.data_dir.join("session.key");
+        if let Ok(encoded) = std::fs::read_to_string(&path) {
+            return decode_session_key(encoded.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        }
+        let key: [u8; 64] = rand::random();
+        std::fs::create_dir_all(&self.data_dir)?;
+        write_private(
+            &path,
+            &base64::engine::general_purpose::STANDARD.encode(key),
+        )?;
+        tracing::warn!(
+            path = %path.display(),
+            "MEDLABEL_SESSION_KEY is not set: generated a session key and kept it there. \
+             Instances behind one load balancer must share MEDLABEL_SESSION_KEY."
+        );
+        Ok(key.to_vec())
+    }
+
+    /// The cookie name: `__Host-medlabel`, or `medlabel` with insecure (plain-HTTP) cookies.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.insecure_cookies {
+            "medlabel"
+        } else {
+            "__Host-medlabel"
+        }
+    }
+}
+
+fn decode_session_key(encoded: &str) -> Result<Vec<u8>, String> {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| "is not valid base64".to_owned())?;
+    if key.len() < 64 {
+        return Err(format!(
+            "must hold at least 64 bytes, it holds {}",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+fn number<T: std::str::FromStr>(
+    value: Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            ConfigError(format!(
+                "{name} must be a non-negative whole number, not {v:?}"
+            ))
+        }),
+    }
+}
+
+fn flag(value: Option<String>, name: &str) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") | Some("0") | Some("false") => Ok(false),
+        Some("1") | Some("true") => Ok(true),
+        Some(other) => Err(ConfigError(format!("{name} must be 0 or 1, not {other:?}"))),
+    }
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url.0, "sqlite://medlabel.db");
+        assert_eq!(s.storage_url, "file://./data/objects");
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.session_idle_secs, 1800);
+        assert_eq!(s.session_max_secs, 43200);
+        assert_eq!(s.max_upload_bytes, 1 << 30);
+        assert_eq!(s.cookie_name(), "__Host-medlabel");
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        for (var, value) in [
+            ("DATABASE_URL", "mysql://x"),
+            ("STORAGE_URL", "ftp://x"),
+            ("MEDLABEL_BIND", "nowhere"),
+            ("MEDLABEL_SESSION_KEY", "c2hvcnQ="),
+            ("MEDLABEL_SESSION_IDLE_SECS", "ten"),
+            ("MEDLABEL_LOG_FORMAT", "xml"),
+            ("MEDLABEL_INSECURE_COOKIES", "yes please"),
+            ("MEDLABEL_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("MEDLABEL_CORS_ORIGINS", "*"),
+        ] {
+            let err = settings(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_variants_read_secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-url");
+        std::fs::write(&path, "postgres://u:p@localhost/db\n").unwrap();
+        let s = settings(&[("DATABASE_URL_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(s.database_url.0, "postgres://u:p@localhost/db");
+        let both = settings(&[
+            ("DATABASE_URL", "sqlite://x.db"),
+            ("DATABASE_URL_FILE", path.to_str().unwrap()),
+        ]);
+        assert!(both.is_err());
+        assert!(
+            !format!("{s:?}").contains("u:p"),
+            "Debug must not show secrets"
+        );
+    }
+
+    #[test]
+    fn generated_session_key_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(&[("MEDLABEL_DATA_DIR", dir.path().to_str().unwrap())]).unwrap();
+        let first = s.resolve_session_key().unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(s.resolve_session_key().unwrap(), first);
+    }
+}

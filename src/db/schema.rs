@@ -1,0 +1,228 @@
+//! The table definitions shared by both backends. Written by hand to the portable type subset
+//! of `MultiConnection` (integers, floats, Text, Bool, Timestamp); keep in step with
+//! `migrations/sqlite` and `migrations/postgres`.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        uuid -> Text,
+        username -> Text,
+        full_name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        password_hash -> Text,
+        is_active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    groups (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+    }
+}
+
+diesel::table! {
+    user_groups (user_id, group_id) {
+        user_id -> BigInt,
+        group_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        key_hash -> Text,
+        user_id -> Nullable<BigInt>,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        uuid -> Text,
+        user_id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    login_failures (id) {
+        id -> BigInt,
+        username -> Text,
+        client_ip -> Text,
+        failed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    code_systems (id) {
+        id -> Text,
+        name -> Text,
+        version -> Text,
+    }
+}
+
+diesel::table! {
+    codes (id) {
+        id -> BigInt,
+        uuid -> Text,
+        system_id -> Text,
+        code -> Text,
+        description -> Text,
+        billable -> Bool,
+        is_active -> Bool,
+        version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    diseases (id) {
+        id -> BigInt,
+        uuid -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        created_by -> BigInt,
+        is_active -> Bool,
+        version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    disease_codes (disease_id, code_id) {
+        disease_id -> BigInt,
+        code_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    labels (id) {
+        id -> BigInt,
+        uuid -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        created_by -> BigInt,
+        is_active -> Bool,
+        version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    label_diseases (label_id, disease_id) {
+        label_id -> BigInt,
+        disease_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    images (id) {
+        id -> BigInt,
+        uuid -> Text,
+        uploaded_by -> BigInt,
+        description -> Nullable<Text>,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        width -> Nullable<Integer>,
+        height -> Nullable<Integer>,
+        original_filename -> Nullable<Text>,
+        object_key -> Text,
+        version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    image_labels (image_id, label_id) {
+        image_id -> BigInt,
+        label_id -> BigInt,
+        note -> Nullable<Text>,
+        assigned_by -> BigInt,
+        assigned_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    history (id) {
+        id -> BigInt,
+        uuid -> Text,
+        entity_type -> Text,
+        entity_id -> Text,
+        action -> Text,
+        schema_version -> Integer,
+        snapshot -> Text,
+        changed_by -> BigInt,
+        changed_at -> Timestamp,
+        request_id -> Text,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        uuid -> Text,
+        request_id -> Text,
+        occurred_at -> Timestamp,
+        user_id -> Nullable<BigInt>,
+        auth -> Text,
+        method -> Text,
+        path -> Text,
+        query -> Text,
+        status -> Integer,
+        duration_ms -> Double,
+        client_ip -> Text,
+        user_agent -> Nullable<Text>,
+        headers -> Text,
+    }
+}
+
+diesel::joinable!(user_groups -> users (user_id));
+diesel::joinable!(user_groups -> groups (group_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(codes -> code_systems (system_id));
+diesel::joinable!(disease_codes -> diseases (disease_id));
+diesel::joinable!(disease_codes -> codes (code_id));
+diesel::joinable!(label_diseases -> labels (label_id));
+diesel::joinable!(label_diseases -> diseases (disease_id));
+diesel::joinable!(images -> users (uploaded_by));
+diesel::joinable!(image_labels -> images (image_id));
+diesel::joinable!(image_labels -> labels (label_id));
+diesel::joinable!(history -> users (changed_by));
+diesel::joinable!(events -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    groups,
+    user_groups,
+    sessions,
+    api_tokens,
+    login_failures,
+    code_systems,
+    codes,
+    diseases,
+    disease_codes,
+    labels,
+    label_diseases,
+    images,
+    image_labels,
+    history,
+    events,
+);

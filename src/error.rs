@@ -1,0 +1,207 @@
+//! One error type for the whole HTTP surface, rendered as RFC 9457 problem+json.
+//!
+//! - Handlers, extractors and middleware return [`ApiError`]; its variants are the statuses of
+//!   the contract. Validation failures carry field errors (`errors`).
+//! - Diesel, pool and blocking-task errors convert centrally here: `NotFound` -> 404, unique
+//!   violation -> 409, pool exhausted or database down -> 503, anything else -> 500.
+//! - A 500 is logged with its cause chain and answered with the request id only; no SQL, paths
+//!   or stack traces reach the client.
+//! - actix's own errors (bad JSON, query, path, unknown route, 405, 413) are mapped to this type
+//!   by the extractor configs in `startup.rs` and by `middleware::request_context`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde::Serialize;
+
+use crate::middleware::request_context;
+
+/// Field name -> messages, as in the `errors` member of a validation problem.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the entity changed since it was read (If-Match does not match)")]
+    PreconditionFailed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("too many requests; retry after {retry_after} seconds")]
+    TooManyRequests { retry_after: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(err.into())
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::Unauthorized("authentication required".into())
+    }
+
+    pub fn forbidden() -> Self {
+        ApiError::Forbidden("your role does not allow this".into())
+    }
+
+    /// One field error.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_owned(), vec![message.into()]);
+        ApiError::Validation(errors)
+    }
+
+    pub fn from_pool(err: diesel::r2d2::PoolError) -> Self {
+        tracing::error!(error = %err, "database pool unavailable");
+        ApiError::Unavailable("the database is unavailable".into())
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed => "precondition-failed",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Validation(_) => "validation",
+            ApiError::TooManyRequests { .. } => "too-many-requests",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<DieselError> for ApiError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::NotFound => ApiError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                tracing::debug!(constraint = ?info.constraint_name(), "unique violation");
+                ApiError::Conflict("an entity with the same unique value already exists".into())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                tracing::error!("database connection closed");
+                ApiError::Unavailable("the database is unavailable".into())
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(errs: validator::ValidationErrors) -> Self {
+        let mut errors = FieldErrors::new();
+        for (field, list) in errs.field_errors() {
+            let messages = list
+                .iter()
+                .map(|e| match &e.message {
+                    Some(m) => m.to_string(),
+                    None => format!("is invalid ({})", e.code),
+                })
+                .collect();
+            errors.insert(field.to_string(), messages);
+        }
+        ApiError::Validation(errors)
+    }
+}
+
+/// The problem+json body (RFC 9457).
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<FieldErrors>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("urn:medlabel:problem:{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            request_id: request_context::current_request_id()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            errors: None,
+        }
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut builder = HttpResponse::build(status);
+        builder.content_type("application/problem+json");
+        if status == StatusCode::UNAUTHORIZED {
+            builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        builder.body(serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let detail = match self {
+            ApiError::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                "an internal error occurred; quote the request id when reporting it".to_owned()
+            }
+            ApiError::NotFound => "the resource does not exist or is not visible to you".into(),
+            other => other.to_string(),
+        };
+        let mut problem = Problem::new(status, self.slug(), detail);
+        if let ApiError::Validation(errors) = self {
+            problem.errors = Some(errors.clone());
+        }
+        let mut response = problem.response();
+        if let ApiError::TooManyRequests { retry_after } = self {
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,14 @@
+//! medlabel: role-based medical imaging and labelling.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod middleware;
+pub mod models;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;

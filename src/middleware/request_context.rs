@@ -1,0 +1,296 @@
+//! The outermost middleware. For every request it:
+//! - assigns the request id (a client's `X-Request-Id` is kept when it is a UUID) and exposes it
+//!   to the rest of the request through a task-local and [`RequestContext`];
+//! - resolves the client address: the peer, or, when the peer is a trusted proxy, the rightmost
+//!   `X-Forwarded-For` hop that is not itself trusted;
+//! - turns a panic in any inner layer into a 500 problem with the request id;
+//! - makes every error response problem+json (actix's own 404/405/413 included);
+//! - sets `X-Request-Id` and the security headers of the contract.
+
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use futures_util::FutureExt as _;
+use ipnet::IpNet;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::error::Problem;
+use crate::state::AppState;
+
+tokio::task_local! {
+    static REQUEST_ID: Uuid;
+}
+
+/// The request id of the request being served on this task, if any.
+pub fn current_request_id() -> Option<Uuid> {
+    REQUEST_ID.try_with(|id| *id).ok()
+}
+
+/// Facts about the request that later layers and handlers read from extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext {
+    pub request_id: Uuid,
+    pub client_ip: IpAddr,
+    pub started: Instant,
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const JSON_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        .unwrap_or_else(Uuid::now_v7);
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.settings.trusted_proxies.clone())
+        .unwrap_or_default();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client_ip = client_ip(peer, forwarded, &trusted);
+    let context = RequestContext {
+        request_id,
+        client_ip,
+        started: Instant::now(),
+    };
+    req.extensions_mut().insert(context);
+
+    let path = req.path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %path);
+    // Part of an inner service runs synchronously inside `call` (routing), part in its future:
+    // a panic in either becomes a 500 problem.
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| next.call(req))) {
+        Ok(future) => {
+            REQUEST_ID
+                .scope(request_id, AssertUnwindSafe(future).catch_unwind())
+                .instrument(span.clone())
+                .await
+        }
+        Err(panic) => Err(panic),
+    };
+
+    let status = match &outcome {
+        Ok(Ok(res)) => res.status(),
+        Ok(Err(err)) => err.as_response_error().status_code(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    tracing::info!(
+        parent: &span,
+        status = status.as_u16(),
+        duration_ms = context.started.elapsed().as_secs_f64() * 1000.0,
+        "served"
+    );
+    match outcome {
+        Ok(Ok(res)) => {
+            let mut res = REQUEST_ID.sync_scope(request_id, || {
+                into_problem_if_error(res.map_into_boxed_body())
+            });
+            set_headers(res.headers_mut(), request_id, &path);
+            Ok(res)
+        }
+        // Inner layers answer their own errors as responses; what still arrives as an error
+        // (a session-store failure, say) is answered here, with the request id.
+        Ok(Err(err)) => {
+            tracing::error!(parent: &span, error = %err, "request failed in middleware");
+            Err(Unanswered {
+                request_id,
+                status,
+                path,
+            }
+            .into())
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(parent: &span, panic = %message, "handler panicked");
+            Err(Unanswered {
+                request_id,
+                status,
+                path,
+            }
+            .into())
+        }
+    }
+}
+
+/// An error or panic that no inner layer answered: rendered as a problem with the request id
+/// (never the inner error's text, which may hold internals).
+#[derive(Debug)]
+struct Unanswered {
+    request_id: Uuid,
+    status: StatusCode,
+    path: String,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request {} failed with {}", self.request_id, self.status)
+    }
+}
+
+impl actix_web::ResponseError for Unanswered {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let (slug, detail) = generic_problem(self.status);
+        let mut problem = Problem::new(self.status, slug, detail);
+        problem.request_id = self.request_id.to_string();
+        let mut res = problem.response();
+        set_headers(res.headers_mut(), self.request_id, &self.path);
+        res
+    }
+}
+
+fn generic_problem(status: StatusCode) -> (&'static str, String) {
+    match status {
+        StatusCode::NOT_FOUND => ("not-found", "no such resource".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "this method is not allowed on this resource".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            "the request body is too large".to_owned(),
+        ),
+        s if s.is_server_error() => (
+            "internal",
+            "an internal error occurred; quote the request id when reporting it".to_owned(),
+        ),
+        s => (
+            "error",
+            s.canonical_reason().unwrap_or("error").to_lowercase(),
+        ),
+    }
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which case the
+/// rightmost `X-Forwarded-For` hop that is not trusted (hops a client wrote itself sit to the
+/// left of what the proxies appended, so they are never reached while the chain is trusted).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(chain) = forwarded_for else {
+        return peer;
+    };
+    let mut last = peer;
+    for hop in chain.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => last = ip,
+            Ok(ip) => return ip,
+            Err(_) => return last,
+        }
+    }
+    last
+}
+
+/// Gives an error response without a problem body one (keeping headers such as `Allow`).
+fn into_problem_if_error(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return res;
+    }
+    let (slug, detail) = generic_problem(status);
+    let (req, old) = res.into_parts();
+    let mut new = Problem::new(status, slug, detail).response();
+    for (name, value) in old.headers() {
+        if matches!(
+            *name,
+            header::ALLOW | header::RETRY_AFTER | header::WWW_AUTHENTICATE
+        ) || name.as_str().starts_with("access-control-")
+        {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(req, new)
+}
+
+fn set_headers(headers: &mut HeaderMap, request_id: Uuid, path: &str) {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if path.starts_with("/api/") || path == "/health" {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if is_json {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(JSON_CSP),
+        );
+    }
+    headers.remove(header::SERVER);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_forwards() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(client_ip(peer, Some("1.2.3.4"), &[]), peer);
+        assert_eq!(
+            client_ip(peer, Some("1.2.3.4"), &nets(&["10.0.0.0/8"])),
+            peer
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_yield_the_rightmost_untrusted_hop() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(proxy, Some("6.6.6.6, 198.51.100.7, 10.0.0.1"), &trusted).to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+    }
+}

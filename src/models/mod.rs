@@ -1,0 +1,18 @@
+//! One file per table (or tight group of tables): the row struct, the insertable, the changes,
+//! and the queries on it. Models see `DbConnection` and diesel only, never HTTP.
+
+pub mod api_tokens;
+pub mod groups;
+pub mod login_failures;
+pub mod sessions;
+pub mod users;
+
+diesel::define_sql_function!(
+    /// SQL `lower(text)`: case-insensitive comparisons that match the `lower(...)` indexes.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text
+);
+
+/// A new public identifier: UUID v7, time-ordered, so keyset pagination by it follows creation.
+pub fn new_uuid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

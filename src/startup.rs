@@ -1,0 +1,159 @@
+//! Building the application: the same code path for `medlabel serve` and for tests (which bind
+//! port 0). `prepare` readies the database; `Application::build` binds and assembles the server.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_identity::IdentityMiddleware;
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{time::Duration as CookieDuration, Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::{from_fn, Condition};
+use actix_web::{web, App, HttpRequest, HttpServer};
+
+use crate::api;
+use crate::auth::session_store::DbSessionStore;
+use crate::error::ApiError;
+use crate::middleware::request_context::request_context;
+use crate::models::groups;
+use crate::state::AppState;
+
+/// Applies pending migrations and seeds the role groups (idempotent).
+pub fn prepare(state: &AppState) -> anyhow::Result<()> {
+    state.db.migrate()?;
+    let mut conn = state.db.get()?;
+    groups::ensure_groups(&mut conn)?;
+    Ok(())
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `settings.bind` and builds the server over an already prepared state.
+    pub fn build(state: AppState) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&state.settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let server = build_server(listener, state)?;
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+pub fn build_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let key = Key::try_from(state.settings.resolve_session_key()?.as_slice())
+        .map_err(|e| anyhow::anyhow!("session key: {e}"))?;
+    let settings = state.settings.clone();
+    let workers = settings.workers;
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        let session = SessionMiddleware::builder(DbSessionStore::new(data.db.clone()), key.clone())
+            .cookie_name(settings.cookie_name().to_owned())
+            .cookie_secure(!settings.insecure_cookies)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Strict)
+            .cookie_path("/".to_owned())
+            .cookie_content_security(CookieContentSecurity::Private)
+            .session_lifecycle(
+                BrowserSession::default()
+                    .state_ttl(CookieDuration::seconds(settings.session_idle_secs as i64)),
+            )
+            .build();
+        let identity = IdentityMiddleware::builder()
+            .login_deadline(Some(std::time::Duration::from_secs(
+                settings.session_max_secs,
+            )))
+            .visit_deadline(Some(std::time::Duration::from_secs(
+                settings.session_idle_secs,
+            )))
+            .build();
+        let cors_on = !settings.cors_origins.is_empty();
+        let cors = settings
+            .cors_origins
+            .iter()
+            .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+            .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+            .allowed_headers([
+                "authorization",
+                "content-type",
+                "if-match",
+                "if-none-match",
+                "x-request-id",
+                "range",
+            ])
+            .expose_headers(["x-request-id", "etag", "location", "retry-after"])
+            .supports_credentials()
+            .max_age(600);
+
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(settings.max_json_bytes)
+                    .error_handler(|err, _| json_error(err).into()),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|err, _| query_error(err).into()))
+            .app_data(
+                web::PathConfig::default().error_handler(|err, req| path_error(err, req).into()),
+            )
+            .route("/health", web::get().to(api::health::health))
+            .service(
+                web::scope("/api/v1")
+                    .configure(api::configure)
+                    .wrap(from_fn(crate::auth::authenticate))
+                    .wrap(identity)
+                    .wrap(session),
+            )
+            .wrap(Condition::new(cors_on, cors))
+            .wrap(from_fn(request_context))
+    })
+    .listen(listener)?;
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge("the JSON body is larger than the configured limit".into())
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)".into(),
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Validation(
+            [("body".to_owned(), vec![e.to_string()])]
+                .into_iter()
+                .collect(),
+        ),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+        other => ApiError::BadRequest(format!("the body could not be read: {other}")),
+    }
+}
+
+fn query_error(err: QueryPayloadError) -> ApiError {
+    ApiError::BadRequest(format!("the query string could not be parsed: {err}"))
+}
+
+fn path_error(_err: PathError, _req: &HttpRequest) -> ApiError {
+    ApiError::NotFound
+}

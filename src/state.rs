@@ -1,0 +1,27 @@
+//! The state every handler receives as `web::Data<AppState>`.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::storage::Storage;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub storage: Storage,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Opens the database pool and the object store named by the settings.
+    pub fn open(settings: Settings) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database_url.0, settings.db_pool_size)?;
+        let storage = Storage::from_url(&settings.storage_url)?;
+        Ok(AppState {
+            db,
+            storage,
+            settings: Arc::new(settings),
+        })
+    }
+}
