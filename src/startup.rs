@@ -36,10 +36,18 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` and builds the server over an already prepared state.
     pub fn build(state: AppState) -> anyhow::Result<Self> {
+        Self::build_with(state, |_| {})
+    }
+
+    /// Like [`Application::build`], with extra `/api/v1` routes (tests add failure probes).
+    pub fn build_with(
+        state: AppState,
+        extra_routes: fn(&mut web::ServiceConfig),
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&state.settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.bind))?;
         let port = listener.local_addr()?.port();
-        let server = build_server(listener, state)?;
+        let server = build_server(listener, state, extra_routes)?;
         Ok(Application { port, server })
     }
 
@@ -56,7 +64,11 @@ impl Application {
     }
 }
 
-pub fn build_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+pub fn build_server(
+    listener: TcpListener,
+    state: AppState,
+    extra_routes: fn(&mut web::ServiceConfig),
+) -> anyhow::Result<Server> {
     let key = Key::try_from(state.settings.resolve_session_key()?.as_slice())
         .map_err(|e| anyhow::anyhow!("session key: {e}"))?;
     let settings = state.settings.clone();
@@ -112,10 +124,11 @@ pub fn build_server(listener: TcpListener, state: AppState) -> anyhow::Result<Se
             .app_data(
                 web::PathConfig::default().error_handler(|err, req| path_error(err, req).into()),
             )
-            .route("/health", web::get().to(api::health::health))
+            .service(web::resource("/health").route(web::get().to(api::health::health)))
             .service(
                 web::scope("/api/v1")
                     .configure(api::configure)
+                    .configure(extra_routes)
                     .wrap(from_fn(crate::auth::authenticate))
                     .wrap(identity)
                     .wrap(session),

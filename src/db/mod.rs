@@ -130,13 +130,14 @@ impl Db {
                 Backend::Sqlite
             }
         };
+        // Unchecked: the service starts (and /health answers 503) while the database is down;
+        // commands that need it fail on their first query with the cause.
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
-            .build(ConnectionManager { url })
-            .context("connecting to the database")?;
+            .build_unchecked(ConnectionManager { url });
         Ok(Db { pool, backend })
     }
 

@@ -210,15 +210,18 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
     last
 }
 
-/// Gives an error response without a problem body one (keeping headers such as `Allow`).
+/// Gives an error response that has no JSON body (actix's own 404, 405, ...) a problem body,
+/// keeping headers such as `Allow`. JSON error bodies (problems, `/health`'s 503) pass as is.
 fn into_problem_if_error(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = res.status();
-    let is_problem = res
+    let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    if status.as_u16() < 400 || is_problem {
+        .is_some_and(|v| {
+            v.starts_with("application/problem+json") || v.starts_with("application/json")
+        });
+    if status.as_u16() < 400 || is_json {
         return res;
     }
     let (slug, detail) = generic_problem(status);

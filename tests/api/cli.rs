@@ -1,0 +1,226 @@
+//! The command line, driven as an operator would: the real binary, a fresh database.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{fresh_database_url, TestClient};
+
+fn medlabel(dir: &std::path::Path, database_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medlabel"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url)
+        .env("STORAGE_URL", "memory://")
+        .env("MEDLABEL_LOG_FORMAT", "json")
+        .env("MEDLABEL_INSECURE_COOKIES", "1");
+    cmd
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[actix_web::test]
+async fn serve_creates_a_first_admin_who_creates_a_doctor_who_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let mut child = medlabel(dir.path(), &url)
+        .arg("serve")
+        .env("MEDLABEL_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let _server = Server(child);
+
+    let mut username = String::new();
+    let mut password = String::new();
+    for line in stdout.lines().take(3) {
+        let line = line.unwrap();
+        if let Some(v) = line.trim().strip_prefix("username: ") {
+            username = v.to_owned();
+        }
+        if let Some(v) = line.trim().strip_prefix("password: ") {
+            password = v.to_owned();
+        }
+    }
+    assert_eq!(username, "admin");
+    assert!(password.len() >= 12);
+
+    // Drain the log on a thread (a closed pipe must not stall the server), passing on the
+    // listening address and checking that the admin's password never appears in it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let secret = password.clone();
+    let logs = std::thread::spawn(move || {
+        let mut leaked = false;
+        for line in stderr.lines().map_while(Result::ok) {
+            leaked |= line.contains(&secret);
+            if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(a) = entry["address"].as_str() {
+                    let _ = tx.send(a.to_owned());
+                }
+            }
+        }
+        leaked
+    });
+    let started = Instant::now();
+    let address = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("listening address logged");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    let admin = TestClient::new(&address);
+    assert_eq!(
+        admin.login(&username, &password).await.status,
+        StatusCode::OK
+    );
+    let created = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "dr.grey", "password": "seattle grace 2005", "roles": ["doctor"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let doctor = TestClient::new(&address);
+    let login = doctor.login("dr.grey", "seattle grace 2005").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(login.body["user"]["roles"], json!(["doctor"]));
+    drop(_server);
+    assert!(
+        !logs.join().unwrap(),
+        "the admin password never reaches the logs"
+    );
+}
+
+#[test]
+fn create_user_groups_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let (ok, out, err) = run(medlabel(dir.path(), &url).arg("create-user-groups"), None);
+    assert!(ok, "{err}");
+    for name in ["doctor", "researcher", "admin"] {
+        assert!(out.contains(&format!("created group {name}")), "{out}");
+    }
+    let (ok, out, _) = run(medlabel(dir.path(), &url).arg("create-user-groups"), None);
+    assert!(ok);
+    assert!(out.trim().is_empty(), "second run creates nothing: {out}");
+}
+
+#[test]
+fn migrate_applies_then_reports_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let (ok, out, err) = run(medlabel(dir.path(), &url).arg("migrate"), None);
+    assert!(ok, "{err}");
+    assert!(out.contains("applied migration"), "{out}");
+    let (ok, out, _) = run(medlabel(dir.path(), &url).arg("migrate"), None);
+    assert!(ok);
+    assert!(out.contains("up to date"), "{out}");
+}
+
+#[test]
+fn create_user_reads_the_password_from_stdin_or_generates_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let (ok, out, err) = run(
+        medlabel(dir.path(), &url).args([
+            "create-user",
+            "--username",
+            "nurse.joy",
+            "--role",
+            "doctor",
+            "--role",
+            "researcher",
+            "--password-stdin",
+        ]),
+        Some("pokemon center 24h\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("roles: doctor, researcher"), "{out}");
+    assert!(!out.contains("pokemon"), "a given password is not echoed");
+
+    let (ok, out, err) = run(
+        medlabel(dir.path(), &url).args(["create-user", "--username", "visitor"]),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("roles: none"), "{out}");
+    let generated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("generated password printed");
+    assert!(generated.len() >= 12);
+
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["create-user", "--username", "NURSE.JOY"]),
+        None,
+    );
+    assert!(!ok && err.contains("taken"), "{err}");
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["create-user", "--username", "weak", "--password-stdin"]),
+        Some("short\n"),
+    );
+    assert!(!ok && err.contains("password"), "{err}");
+
+    let db = medlabel::db::Db::connect(&url, 1).unwrap();
+    let mut conn = db.get().unwrap();
+    let user = medlabel::models::users::find_by_username(&mut conn, "nurse.joy")
+        .unwrap()
+        .unwrap();
+    assert!(medlabel::auth::password::verify_password(
+        &user.password_hash,
+        "pokemon center 24h"
+    ));
+    let roles = medlabel::models::users::roles_of_user(&mut conn, user.id).unwrap();
+    assert_eq!(roles.names(), vec!["doctor", "researcher"]);
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(medlabel(dir.path(), "mysql://nope").arg("migrate"), None);
+    assert!(!ok);
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    let (ok, _, err) = run(
+        medlabel(dir.path(), "sqlite://x.db")
+            .arg("migrate")
+            .env("MEDLABEL_SESSION_IDLE_SECS", "soon"),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("MEDLABEL_SESSION_IDLE_SECS"), "{err}");
+}

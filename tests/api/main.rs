@@ -1,0 +1,15 @@
+//! Integration tests: the real application over HTTP, on SQLite, or on PostgreSQL when
+//! `TEST_DATABASE_URL` is set. Each test starts its own app with its own database.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod health;
+mod migrations;
+mod roles;
+mod security;
+mod sessions;
+mod throttling;
+mod tokens;
+mod users;

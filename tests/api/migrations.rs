@@ -1,0 +1,103 @@
+//! Migrations run up, down and up again on the backend under test.
+
+use medlabel::db::{revert_all_migrations, run_migrations, Db};
+
+use crate::helpers::fresh_database_url;
+
+fn table_exists(db: &Db, table: &str) -> bool {
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = db.get().unwrap();
+    let sql = match db.backend() {
+        medlabel::db::Backend::Sqlite => format!("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+        medlabel::db::Backend::Postgres => format!("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = '{table}' AND table_schema = current_schema()"),
+    };
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut *conn)
+        .unwrap()
+        .n
+        > 0
+}
+
+#[test]
+fn migrations_go_up_down_and_up_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
+    let mut conn = db.get().unwrap();
+    let applied = run_migrations(&mut conn).unwrap();
+    assert!(!applied.is_empty());
+    drop(conn);
+    for table in [
+        "users",
+        "groups",
+        "sessions",
+        "api_tokens",
+        "images",
+        "labels",
+        "diseases",
+        "codes",
+        "history",
+        "events",
+    ] {
+        assert!(table_exists(&db, table), "{table} after up");
+    }
+    let mut conn = db.get().unwrap();
+    assert!(
+        run_migrations(&mut conn).unwrap().is_empty(),
+        "a second run applies nothing"
+    );
+    let reverted = revert_all_migrations(&mut conn).unwrap();
+    assert_eq!(reverted.len(), applied.len());
+    drop(conn);
+    assert!(!table_exists(&db, "users"), "down removes the schema");
+    let mut conn = db.get().unwrap();
+    assert_eq!(run_migrations(&mut conn).unwrap(), applied);
+    drop(conn);
+    assert!(table_exists(&db, "events"));
+}
+
+#[test]
+fn migrations_insert_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
+    db.migrate().unwrap();
+    use diesel::prelude::*;
+    use medlabel::db::schema::{code_systems, groups, users};
+    let mut conn = db.get().unwrap();
+    let counts: (i64, i64, i64) = (
+        groups::table.count().get_result(&mut *conn).unwrap(),
+        users::table.count().get_result(&mut *conn).unwrap(),
+        code_systems::table.count().get_result(&mut *conn).unwrap(),
+    );
+    assert_eq!(counts, (0, 0, 0));
+}
+
+#[test]
+fn history_is_append_only_in_the_database_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
+    db.migrate().unwrap();
+    use diesel::connection::SimpleConnection;
+    let mut conn = db.get().unwrap();
+    conn.batch_execute(
+        "INSERT INTO users (uuid, username, password_hash, is_active, created_at, updated_at) \
+         VALUES ('u1', 'u1', 'x', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00');
+         INSERT INTO history (uuid, entity_type, entity_id, action, schema_version, snapshot, changed_by, changed_at, request_id) \
+         SELECT 'h1', 'label', 'l1', 'create', 1, '{}', id, '2026-01-01 00:00:00', 'r1' FROM users;",
+    )
+    .unwrap();
+    assert!(
+        conn.batch_execute("UPDATE history SET action = 'update'")
+            .is_err(),
+        "UPDATE refused"
+    );
+    assert!(
+        conn.batch_execute("DELETE FROM history").is_err(),
+        "DELETE refused"
+    );
+}

@@ -1,0 +1,111 @@
+//! Login throttling per username and per client address, with Retry-After and self-lifting.
+
+use actix_web::http::{Method, StatusCode};
+use medlabel::auth::Role;
+use serde_json::json;
+
+use crate::helpers::{TestApp, PASSWORD};
+
+#[actix_web::test]
+async fn ten_failures_lock_the_username_even_for_the_right_password() {
+    let app = TestApp::spawn().await;
+    let username = app.create_user(&[Role::Doctor]).await;
+    let other = app.create_user(&[Role::Doctor]).await;
+    let client = app.anonymous();
+    for _ in 0..10 {
+        client
+            .login(&username, "wrong wrong wrong wrong")
+            .await
+            .problem(401);
+    }
+    let locked = client.login(&username, PASSWORD).await;
+    locked.problem(429);
+    let retry: u64 = locked
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "Retry-After {retry}");
+    // Case does not dodge the lock; other usernames are unaffected.
+    client
+        .login(&username.to_uppercase(), PASSWORD)
+        .await
+        .problem(429);
+    assert_eq!(client.login(&other, PASSWORD).await.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn a_success_resets_the_usernames_count() {
+    let app = TestApp::spawn().await;
+    let username = app.create_user(&[Role::Doctor]).await;
+    let client = app.anonymous();
+    for _ in 0..9 {
+        client
+            .login(&username, "wrong wrong wrong wrong")
+            .await
+            .problem(401);
+    }
+    assert_eq!(
+        client.login(&username, PASSWORD).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..9 {
+        client
+            .login(&username, "wrong wrong wrong wrong")
+            .await
+            .problem(401);
+    }
+    assert_eq!(
+        client.login(&username, PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[actix_web::test]
+async fn the_lock_lifts_by_itself_once_failures_leave_the_window() {
+    let app = TestApp::spawn().await;
+    let username = app.create_user(&[Role::Doctor]).await;
+    let client = app.anonymous();
+    for _ in 0..10 {
+        client
+            .login(&username, "wrong wrong wrong wrong")
+            .await
+            .problem(401);
+    }
+    client.login(&username, PASSWORD).await.problem(429);
+    // Age the failures past the 15-minute window, as time would.
+    let old = (chrono::Utc::now() - chrono::TimeDelta::minutes(16))
+        .naive_utc()
+        .format("%Y-%m-%d %H:%M:%S%.3f");
+    app.sql(&format!("UPDATE login_failures SET failed_at = '{old}'"))
+        .await;
+    assert_eq!(
+        client.login(&username, PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[actix_web::test]
+async fn a_hundred_failures_from_one_address_lock_it_and_forwarded_for_cannot_dodge() {
+    let app = TestApp::spawn().await;
+    let username = app.create_user(&[Role::Doctor]).await;
+    let client = app.anonymous();
+    for i in 0..100 {
+        // Different usernames (so the username lock never trips) and a spoofed
+        // X-Forwarded-For, which an untrusted peer cannot use to look like someone else.
+        let body = json!({"username": format!("nobody{i}"), "password": "wrong wrong wrong wrong"});
+        let spoof = format!("203.0.113.{}", i % 250);
+        let res = client
+            .send(
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(&body),
+                &[("x-forwarded-for", spoof.as_str())],
+            )
+            .await;
+        res.problem(401);
+    }
+    let locked = client.login(&username, PASSWORD).await;
+    locked.problem(429);
+    assert!(locked.header("retry-after").is_some());
+}

@@ -1,0 +1,51 @@
+//! Login timing must not tell whether a username exists (median times within 25 %).
+//!
+//! A test binary of its own: cargo runs test binaries one after another, so these timings are
+//! not disturbed by the parallel tests of `tests/api`.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::time::Instant;
+
+use helpers::TestApp;
+use medlabel::auth::Role;
+
+#[actix_web::test]
+async fn login_takes_similar_time_for_unknown_users_and_wrong_passwords() {
+    let app = TestApp::spawn().await;
+    let client = app.anonymous();
+    let mut known_times = Vec::new();
+    let mut unknown_times = Vec::new();
+    // Alternate the two kinds so that machine load affects both alike; fresh usernames keep
+    // the per-username throttle out of the way.
+    for _ in 0..15 {
+        let known = app.create_user(&[Role::Doctor]).await;
+        let started = Instant::now();
+        client
+            .login(&known, "wrong wrong wrong wrong")
+            .await
+            .problem(401);
+        known_times.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        client
+            .login(
+                &format!("ghost-{}", uuid::Uuid::now_v7().simple()),
+                "wrong wrong wrong wrong",
+            )
+            .await
+            .problem(401);
+        unknown_times.push(started.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (k, u) = (median(&mut known_times), median(&mut unknown_times));
+    let ratio = k.max(u) / k.min(u);
+    assert!(
+        ratio <= 1.25,
+        "median known {k:.4}s vs unknown {u:.4}s differ by more than 25%"
+    );
+}
