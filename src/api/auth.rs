@@ -142,18 +142,10 @@ async fn login(
     }
 
     // The hash is checked for unknown users too, so timing does not reveal who exists.
-    let verified = web::block(move || match user {
-        Some(user) => {
-            let ok = password::verify_password(&user.password_hash, &given) && user.is_active;
-            ok.then_some(user)
-        }
-        None => {
-            password::verify_dummy(&given);
-            None
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let ok = password::verify_async(user.as_ref().map(|u| u.password_hash.clone()), given)
+        .await
+        .map_err(ApiError::internal)?;
+    let verified = user.filter(|u| ok && u.is_active);
 
     let Some(user) = verified else {
         state
@@ -207,8 +199,7 @@ async fn change_password(
         .db
         .run(move |conn| Ok(users::find_by_id(conn, caller.id)?))
         .await?;
-    let stored = user.password_hash.clone();
-    let current_ok = web::block(move || password::verify_password(&stored, &current_password))
+    let current_ok = password::verify_async(Some(user.password_hash.clone()), current_password)
         .await
         .map_err(ApiError::internal)?;
     if !current_ok {

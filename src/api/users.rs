@@ -128,11 +128,10 @@ pub fn parse_roles(names: &[String]) -> Result<Vec<Role>, ApiError> {
     Ok(roles)
 }
 
-/// Hashes on the blocking pool (argon2 takes tens of milliseconds by design).
+/// Hashes on the password hashing pool (argon2 takes tens of milliseconds by design).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    web::block(move || password::hash_password(&password))
+    password::hash_async(password)
         .await
-        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
 }
 

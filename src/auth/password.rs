@@ -1,11 +1,15 @@
 //! Password hashing (argon2id, OWASP parameters) and the password policy.
+//!
+//! Request handlers hash and verify through [`hash_async`] and [`verify_async`], which run on a
+//! small dedicated pool of threads. Each pool thread owns its argon2 working memory (19 MiB) and
+//! reuses it, so that (a) memory for hashing is bounded however many logins arrive at once, and
+//! (b) every verification costs the same whichever hash it checks: login timing does not tell
+//! whether a username exists.
 
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// OWASP's first recommended argon2id setting: 19 MiB, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19_456;
@@ -32,23 +36,119 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
 }
 
-/// Checks a password against a stored PHC hash. A malformed hash never matches.
+/// Checks a password against a stored PHC hash (with the parameters the hash names). A
+/// malformed hash never matches.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    verify_with_memory(hash, password, &mut Vec::new())
 }
 
-/// Spends the same work as [`verify_password`] for a user that does not exist, so that the
-/// answer's timing does not tell whether a username is taken.
-pub fn verify_dummy(password: &str) {
+/// Verification into caller-owned working memory, grown to the hash's memory cost once.
+fn verify_with_memory(hash: &str, password: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    if parsed.algorithm != argon2::ARGON2ID_IDENT {
+        return false;
+    }
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut output = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let computed = argon2.hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut output,
+        &mut memory[..blocks],
+    );
+    // `Output` compares in constant time.
+    computed.is_ok() && argon2::password_hash::Output::new(&output).is_ok_and(|out| out == expected)
+}
+
+/// A hash with the service's parameters that no password matches in practice: checked for
+/// unknown users so that their login costs the same as a wrong password.
+fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let hash = DUMMY
-        .get_or_init(|| hash_password("medlabel dummy password for timing").unwrap_or_default());
-    let _ = verify_password(hash, password);
+    DUMMY.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
+}
+
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The hashing threads, started on first use; each keeps its argon2 memory between jobs.
+fn pool() -> &'static mpsc::Sender<Job> {
+    static POOL: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 4);
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start a password hashing thread");
+            }
+        }
+        jobs
+    })
+}
+
+async fn on_pool<T: Send + 'static>(
+    f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    pool()
+        .send(Box::new(move |memory| {
+            let _ = tx.send(f(memory));
+        }))
+        .map_err(|_| anyhow::anyhow!("the password hashing pool has stopped"))?;
+    rx.await
+        .map_err(|_| anyhow::anyhow!("a password hashing job failed"))
+}
+
+/// Verifies on the hashing pool. `None` for the hash means "unknown user": the dummy hash is
+/// checked instead, and the answer is false.
+pub async fn verify_async(hash: Option<String>, password: String) -> anyhow::Result<bool> {
+    on_pool(move |memory| match hash {
+        Some(hash) => verify_with_memory(&hash, &password, memory),
+        None => {
+            let _ = verify_with_memory(dummy_hash(), &password, memory);
+            false
+        }
+    })
+    .await
+}
+
+/// Hashes on the hashing pool.
+pub async fn hash_async(password: String) -> anyhow::Result<String> {
+    on_pool(move |_| hash_password(&password)).await?
 }
 
 /// The policy: 12 to 256 characters (never truncated), not the username, not a common password.
@@ -91,6 +191,30 @@ mod tests {
         assert!(verify_password(&hash, "correct horse battery"));
         assert!(!verify_password(&hash, "correct horse batterY"));
         assert!(!verify_password("not a hash", "x"));
+        let weaker = {
+            let params = Params::new(8, 1, 1, None).unwrap();
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"pw", &salt)
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            verify_password(&weaker, "pw"),
+            "hashes keep verifying with the parameters they name"
+        );
+    }
+
+    #[actix_web::test]
+    async fn the_pool_hashes_and_verifies_and_unknown_users_never_match() {
+        let hash = hash_async("correct horse battery".into()).await.unwrap();
+        assert!(
+            verify_async(Some(hash.clone()), "correct horse battery".into())
+                .await
+                .unwrap()
+        );
+        assert!(!verify_async(Some(hash), "wrong".into()).await.unwrap());
+        assert!(!verify_async(None, "anything".into()).await.unwrap());
     }
 
     #[test]
