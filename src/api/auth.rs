@@ -177,12 +177,8 @@ async fn logout(identity: Option<Identity>) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-async fn me(state: web::Data<AppState>, caller: CurrentUser) -> Result<HttpResponse, ApiError> {
-    let user = state
-        .db
-        .run(move |conn| Ok(users::find_by_id(conn, caller.id)?))
-        .await?;
-    Ok(HttpResponse::Ok().json(UserResponse::new(user, caller.roles)))
+async fn me(caller: CurrentUser) -> HttpResponse {
+    HttpResponse::Ok().json(UserResponse::new((*caller.user).clone(), caller.roles))
 }
 
 async fn change_password(

@@ -98,13 +98,19 @@ mod tests {
     use crate::auth::AuthKind;
 
     fn user(roles: &[Role]) -> CurrentUser {
-        CurrentUser {
+        let at = chrono::NaiveDateTime::default();
+        let row = crate::models::users::User {
             id: 1,
             uuid: "u".into(),
             username: "u".into(),
-            roles: roles.iter().copied().collect(),
-            auth: AuthKind::Token,
-        }
+            full_name: None,
+            email: None,
+            password_hash: String::new(),
+            is_active: true,
+            created_at: at,
+            updated_at: at,
+        };
+        CurrentUser::new(row, roles.iter().copied().collect(), AuthKind::Token)
     }
 
     #[test]

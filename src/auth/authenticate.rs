@@ -103,13 +103,7 @@ async fn user_from_bearer(
         })
         .await?;
     let (user, roles) = found.ok_or_else(invalid)?;
-    Ok(CurrentUser {
-        id: user.id,
-        uuid: user.uuid,
-        username: user.username,
-        roles,
-        auth: AuthKind::Token,
-    })
+    Ok(CurrentUser::new(user, roles, AuthKind::Token))
 }
 
 async fn user_from_session(
@@ -138,13 +132,7 @@ async fn user_from_session(
         })
         .await?;
     match found {
-        Some((user, roles)) => Ok(Some(CurrentUser {
-            id: user.id,
-            uuid: user.uuid,
-            username: user.username,
-            roles,
-            auth: AuthKind::Session,
-        })),
+        Some((user, roles)) => Ok(Some(CurrentUser::new(user, roles, AuthKind::Session))),
         None => {
             identity.logout();
             Ok(None)

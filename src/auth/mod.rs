@@ -128,7 +128,9 @@ impl AuthKind {
     }
 }
 
-/// The authenticated caller, placed in request extensions by [`authenticate`].
+/// The authenticated caller, placed in request extensions by [`authenticate`]: the user's row
+/// as read while authenticating (so handlers such as `/auth/me` need no second read), its
+/// roles, and how it authenticated.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub id: i64,
@@ -136,9 +138,21 @@ pub struct CurrentUser {
     pub username: String,
     pub roles: RoleSet,
     pub auth: AuthKind,
+    pub user: std::sync::Arc<crate::models::users::User>,
 }
 
 impl CurrentUser {
+    pub fn new(user: crate::models::users::User, roles: RoleSet, auth: AuthKind) -> Self {
+        CurrentUser {
+            id: user.id,
+            uuid: user.uuid.clone(),
+            username: user.username.clone(),
+            roles,
+            auth,
+            user: std::sync::Arc::new(user),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.roles.contains(Role::Admin)
     }

@@ -112,6 +112,10 @@ pub type PooledDb = PooledConnection<ConnectionManager>;
 pub struct Db {
     pool: DbPool,
     backend: Backend,
+    /// One permit per pooled connection, handed out first come, first served: requests queue
+    /// fairly in async land instead of piling up blocking threads on the pool's condvar, where
+    /// wake-ups are unordered and some requests starve.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Db {
@@ -134,11 +138,16 @@ impl Db {
         // commands that need it fail on their first query with the cause.
         let pool = Pool::builder()
             .max_size(max_size)
-            .min_idle(Some(1))
+            .min_idle(None) // keep the whole pool open: no connection set-up under a burst
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
             .build_unchecked(ConnectionManager { url });
-        Ok(Db { pool, backend })
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_size as usize));
+        Ok(Db {
+            pool,
+            backend,
+            permits,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -156,8 +165,14 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        let permit =
+            tokio::time::timeout(Duration::from_secs(5), self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| ApiError::Unavailable("the database is busy; try again".into()))?
+                .map_err(ApiError::internal)?;
         let pool = self.pool.clone();
         actix_web::web::block(move || {
+            let _permit = permit;
             let mut conn = pool.get().map_err(ApiError::from_pool)?;
             f(&mut conn)
         })

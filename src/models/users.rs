@@ -154,10 +154,14 @@ pub fn roles_of(conn: &mut DbConnection, user_ids: &[i64]) -> QueryResult<HashMa
     Ok(map)
 }
 
+/// One user's roles (a fixed-shape query, so its prepared statement is cached).
 pub fn roles_of_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<RoleSet> {
-    Ok(roles_of(conn, &[user_id])?
-        .remove(&user_id)
-        .unwrap_or_default())
+    let names: Vec<String> = user_groups::table
+        .inner_join(groups_t::table)
+        .filter(user_groups::user_id.eq(user_id))
+        .select(groups_t::name)
+        .load(conn)?;
+    Ok(names.iter().filter_map(|n| Role::from_name(n)).collect())
 }
 
 /// Whether any active user holds the admin role.
