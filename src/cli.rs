@@ -33,6 +33,14 @@ pub enum Command {
     CreateUserGroups,
     /// Create a user; the password comes from standard input or is generated and printed.
     CreateUser(CreateUserArgs),
+    /// Import a code list: TSV or TSV.gz with a header row (`code`, `long_description` or
+    /// `description`, optional `short_description` and `billable`). Idempotent.
+    ImportCodes {
+        /// icd-10, icd-9 or snomed-ct
+        #[arg(long)]
+        system: String,
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,12 +100,16 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateUser(args) => create_user(settings, args),
+        Command::ImportCodes { system, file } => import_codes(settings, &system, &file),
     }
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = AppState::open(settings)?;
     startup::prepare(&state)?;
+    for (system, added) in crate::codesets::import_bundled_if_absent(&mut *state.db.get()?)? {
+        tracing::info!(system, added, "loaded the bundled code list");
+    }
     ensure_first_admin(&state)?;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(state.clone())?;
@@ -184,6 +196,31 @@ fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
     );
     if generated {
         println!("password: {secret}");
+    }
+    Ok(())
+}
+
+fn import_codes(settings: Settings, system: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let parsed = crate::codesets::parse_code_list(system, input)?;
+    let state = AppState::open(settings)?;
+    state.db.migrate()?;
+    let bar = indicatif::ProgressBar::new(parsed.rows.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} codes {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let added = crate::codesets::import(&mut *state.db.get()?, &parsed, |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    println!(
+        "{system}: {added} codes added, {} already present, {} lines rejected, in {:.1}s",
+        parsed.rows.len() - added,
+        parsed.rejected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for (line, code) in parsed.rejected.iter().take(10) {
+        println!("  line {line}: {code:?} is not a valid {system} code");
     }
     Ok(())
 }

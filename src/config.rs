@@ -206,8 +206,12 @@ impl Settings {
             )?,
             trusted_proxies,
             cors_origins,
-            db_pool_size: number(get("MEDLABEL_DB_POOL_SIZE")?, "MEDLABEL_DB_POOL_SIZE", 16)?
-                .max(1),
+            db_pool_size: number(
+                get("MEDLABEL_DB_POOL_SIZE")?,
+                "MEDLABEL_DB_POOL_SIZE",
+                default_pool_size(),
+            )?
+            .max(1),
             workers,
             log: get("MEDLABEL_LOG")?.unwrap_or_else(|| "info".into()),
             log_format,

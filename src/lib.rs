@@ -3,9 +3,11 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod codesets;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod imaging;
 pub mod middleware;
 pub mod models;
 pub mod startup;

@@ -20,11 +20,13 @@ use crate::middleware::request_context::request_context;
 use crate::models::groups;
 use crate::state::AppState;
 
-/// Applies pending migrations and seeds the role groups (idempotent).
+/// Applies pending migrations and registers the role groups and code systems (idempotent).
+/// Loading the bundled code lists is `serve`'s job (tests load what they need).
 pub fn prepare(state: &AppState) -> anyhow::Result<()> {
     state.db.migrate()?;
     let mut conn = state.db.get()?;
     groups::ensure_groups(&mut conn)?;
+    crate::models::codes::ensure_code_systems(&mut conn)?;
     Ok(())
 }
 

@@ -3,6 +3,9 @@
 //! A test binary of its own: cargo runs test binaries one after another, so these timings are
 //! not disturbed by the parallel tests of `tests/api`.
 
+#[path = "api/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;

@@ -2,9 +2,15 @@
 //! types and a `configure` that registers its routes with the access each one needs.
 
 pub mod auth;
+pub mod codes;
+pub mod conditional;
+pub mod diseases;
 pub mod groups;
 pub mod health;
+pub mod images;
+pub mod labels;
 pub mod pagination;
+pub mod uploads;
 pub mod users;
 
 use actix_web::web;
@@ -18,6 +24,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     users::configure(cfg);
     groups::configure(cfg);
+    codes::configure(cfg);
+    diseases::configure(cfg);
+    labels::configure(cfg);
+    images::configure(cfg);
 }
 
 /// A path id: anything that is not a UUID names nothing (404). Returns the canonical form.

@@ -71,6 +71,46 @@ impl PageRequest {
     }
 }
 
+impl PageRequest {
+    /// For ranked results (search): the limit, and the position to continue from, carried in
+    /// an opaque cursor. Unparseable -> 400, limit out of range -> 422.
+    pub fn parse_offset(limit: Option<&str>, cursor: Option<&str>) -> Result<(i64, i64), ApiError> {
+        let page = PageRequest::parse(limit, None)?;
+        let offset = match cursor {
+            None => 0,
+            Some(raw) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(raw.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.strip_prefix("offset:")?.parse::<i64>().ok())
+                .filter(|o| (0..=100_000).contains(o))
+                .ok_or_else(|| {
+                    ApiError::BadRequest("cursor is not one this server issued".into())
+                })?,
+        };
+        Ok((page.limit, offset))
+    }
+
+    /// Cuts `limit + 1` fetched ranked rows to a page, with the cursor of the next position.
+    pub fn finish_offset<R, T>(
+        mut rows: Vec<R>,
+        limit: i64,
+        offset: i64,
+        map: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = more.then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("offset:{}", offset + limit))
+        });
+        Page {
+            items: rows.into_iter().map(map).collect(),
+            next_cursor,
+        }
+    }
+}
+
 pub fn encode_cursor(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }

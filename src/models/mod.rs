@@ -2,7 +2,11 @@
 //! and the queries on it. Models see `DbConnection` and diesel only, never HTTP.
 
 pub mod api_tokens;
+pub mod codes;
+pub mod diseases;
 pub mod groups;
+pub mod images;
+pub mod labels;
 pub mod login_failures;
 pub mod sessions;
 pub mod users;
@@ -15,4 +19,14 @@ diesel::define_sql_function!(
 /// A new public identifier: UUID v7, time-ordered, so keyset pagination by it follows creation.
 pub fn new_uuid() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// A LIKE pattern matching names that contain `q` (lower-cased, wildcards escaped with `\`).
+pub fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }

@@ -178,6 +178,40 @@ impl TestApp {
         client
     }
 
+    /// Loads a few real codes (enough for diseases and filters) without the full lists.
+    pub async fn load_codes(&self) {
+        let tsv = "code\tdescription\tbillable\nJ18.9\tPneumonia, unspecified organism\t1\n\
+                   J18\tPneumonia, unspecified organism (category)\t0\n\
+                   E11.9\tType 2 diabetes mellitus without complications\t1\n\
+                   S72.001A\tFracture of unspecified part of neck of right femur, initial encounter\t1\n";
+        let icd9 = "code\tlong_description\n486\tPneumonia, organism unspecified\n250.00\tDiabetes mellitus without mention of complication\n";
+        self.state
+            .db
+            .run(move |conn| {
+                for (system, text) in [("icd-10", tsv), ("icd-9", icd9)] {
+                    let parsed = medlabel::codesets::parse_code_list(system, text.as_bytes())
+                        .map_err(medlabel::error::ApiError::internal)?;
+                    medlabel::codesets::import(conn, &parsed, |_| {})
+                        .map_err(medlabel::error::ApiError::internal)?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("load codes");
+    }
+
+    /// The keys of every object in storage.
+    pub async fn stored_objects(&self) -> Vec<String> {
+        use futures_util::StreamExt as _;
+        self.state
+            .storage
+            .store()
+            .list(None)
+            .map(|m| m.expect("list").location.to_string())
+            .collect()
+            .await
+    }
+
     /// Runs raw SQL against the app's database (for assertions and arranging edge cases).
     pub async fn sql(&self, statement: &str) {
         let statement = statement.to_owned();
@@ -196,6 +230,7 @@ pub struct TestResponse {
     pub headers: header::HeaderMap,
     pub body: Value,
     pub text: String,
+    pub bytes: web::Bytes,
 }
 
 impl TestResponse {
@@ -316,6 +351,22 @@ impl TestClient {
         self.read(res.expect("request sent")).await
     }
 
+    /// Uploads an image as a doctor's tool would: `file` (and an optional `description`).
+    pub async fn upload(
+        &self,
+        bytes: &[u8],
+        filename: &str,
+        description: Option<&str>,
+    ) -> TestResponse {
+        let mut parts: Vec<(&str, Option<&str>, &[u8])> = vec![("file", Some(filename), bytes)];
+        if let Some(d) = description {
+            parts.push(("description", None, d.as_bytes()));
+        }
+        let (content_type, body) = crate::fixtures::multipart(&parts);
+        self.send_raw(Method::POST, "/api/v1/images", &content_type, body)
+            .await
+    }
+
     /// Sends raw bytes with a given content type.
     pub async fn send_raw(
         &self,
@@ -361,6 +412,7 @@ impl TestClient {
             headers: res.headers().clone(),
             body,
             text,
+            bytes,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Integration tests: the real application over HTTP, on SQLite, or on PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Each test starts its own app with its own database.
 
+mod fixtures;
 mod helpers;
 
 mod auth;
 mod cli;
 mod health;
+mod images;
 mod migrations;
 mod roles;
 mod security;
@@ -13,3 +15,4 @@ mod sessions;
 mod throttling;
 mod tokens;
 mod users;
+mod vocabulary;

@@ -1,0 +1,289 @@
+//! Code systems and codes: list, search, read; researchers and admins create, edit and
+//! deactivate. Formats are validated per system.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::conditional::{etag, Precondition};
+use super::pagination::{Page, PageRequest};
+use crate::auth::{Access, Role};
+use crate::codesets::{known_system, normalise_code};
+use crate::error::ApiError;
+use crate::models::codes::{self, Code, NewCode};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let read = Access::roles(&[Role::Doctor, Role::Researcher]);
+    let curate = Access::roles(&[Role::Researcher]);
+    cfg.service(web::resource("/code-systems").route(web::get().to(list_code_systems).wrap(read)))
+        .service(
+            web::resource("/codes")
+                .route(web::get().to(list_codes).wrap(read))
+                .route(web::post().to(create_code).wrap(curate)),
+        )
+        .service(
+            web::resource("/codes/{system}/{code}")
+                .route(web::get().to(get_code).wrap(read))
+                .route(web::patch().to(update_code).wrap(curate))
+                .route(web::delete().to(delete_code).wrap(curate)),
+        );
+}
+
+/// `Code` on the wire.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeResponse {
+    pub id: String,
+    pub system: String,
+    pub code: String,
+    pub description: String,
+    pub billable: bool,
+    pub is_active: bool,
+}
+
+impl From<Code> for CodeResponse {
+    fn from(c: Code) -> Self {
+        CodeResponse {
+            id: c.uuid,
+            system: c.system_id,
+            code: c.code,
+            description: c.description,
+            billable: c.billable,
+            is_active: c.is_active,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CodeSystemResponse {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub code_count: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListCodesQuery {
+    pub system: Option<String>,
+    pub q: Option<String>,
+    pub prefix: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCodeRequest {
+    pub system: String,
+    pub code: String,
+    #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCodeRequest {
+    #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
+    pub description: String,
+}
+
+/// The system and code named by a path, or 404.
+fn path_code(path: &(String, String)) -> Result<(String, String), ApiError> {
+    let (system, code) = path;
+    if !known_system(system) {
+        return Err(ApiError::NotFound);
+    }
+    let code = normalise_code(system, code).map_err(|_| ApiError::NotFound)?;
+    Ok((system.clone(), code))
+}
+
+async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows = state.db.run(|conn| Ok(codes::list_systems(conn)?)).await?;
+    let body: Vec<CodeSystemResponse> = rows
+        .into_iter()
+        .map(|(id, name, version, code_count)| CodeSystemResponse {
+            id,
+            name,
+            version,
+            code_count,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn list_codes(
+    state: web::Data<AppState>,
+    query: web::Query<ListCodesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    if let Some(system) = &query.system {
+        if !known_system(system) {
+            return Err(ApiError::field(
+                "system",
+                "unknown code system; systems are icd-9, icd-10, snomed-ct",
+            ));
+        }
+    }
+    let q = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned);
+    if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::field("q", "must be at most 200 characters"));
+    }
+    let body: Page<CodeResponse> = match q {
+        Some(q) => {
+            // Ranked search: the cursor is the position in the ranking.
+            let (limit, offset) =
+                PageRequest::parse_offset(query.limit.as_deref(), query.cursor.as_deref())?;
+            let system = query.system.clone();
+            let rows = state
+                .db
+                .run(move |conn| {
+                    Ok(codes::search_codes(
+                        conn,
+                        system.as_deref(),
+                        &q,
+                        offset,
+                        limit + 1,
+                    )?)
+                })
+                .await?;
+            PageRequest::finish_offset(rows, limit, offset, CodeResponse::from)
+        }
+        None => {
+            let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+            let prefix = query
+                .prefix
+                .as_deref()
+                .map(|p| p.trim().to_uppercase())
+                .filter(|p| !p.is_empty());
+            let (system, after, fetch) = (query.system.clone(), page.after.clone(), page.fetch());
+            let rows = state
+                .db
+                .run(move |conn| {
+                    Ok(codes::list_codes(
+                        conn,
+                        system.as_deref(),
+                        prefix.as_deref(),
+                        after.as_deref(),
+                        fetch,
+                    )?)
+                })
+                .await?;
+            page.finish(rows, |c| &c.uuid, CodeResponse::from)
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpResponse {
+    let tag = etag(code.version);
+    let location = format!("/api/v1/codes/{}/{}", code.system_id, code.code);
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::ETAG, tag));
+    if status == actix_web::http::StatusCode::CREATED {
+        res.insert_header((header::LOCATION, location));
+    }
+    res.json(CodeResponse::from(code))
+}
+
+async fn create_code(
+    state: web::Data<AppState>,
+    body: web::Json<CreateCodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    body.validate()?;
+    if !known_system(&body.system) {
+        return Err(ApiError::field(
+            "system",
+            "unknown code system; systems are icd-9, icd-10, snomed-ct",
+        ));
+    }
+    let code = normalise_code(&body.system, &body.code).map_err(|m| ApiError::field("code", m))?;
+    let billable = body.system != "icd-10" || code.len() > 3;
+    let new = NewCode::new(&body.system, &code, body.description.trim(), billable);
+    let created = state
+        .db
+        .run(move |conn| {
+            codes::ensure_code_systems(conn)?;
+            if codes::find_code(conn, &new.system_id, &new.code).is_ok() {
+                return Err(ApiError::Conflict(format!(
+                    "{} {} exists already",
+                    new.system_id, new.code
+                )));
+            }
+            Ok(codes::insert_code(conn, &new)?)
+        })
+        .await?;
+    Ok(code_response(created, actix_web::http::StatusCode::CREATED))
+}
+
+async fn get_code(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (system, code) = path_code(&path)?;
+    let found = state
+        .db
+        .run(move |conn| Ok(codes::find_code(conn, &system, &code)?))
+        .await?;
+    Ok(code_response(found, actix_web::http::StatusCode::OK))
+}
+
+async fn change_code(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &(String, String),
+    description: Option<String>,
+    is_active: Option<bool>,
+) -> Result<Code, ApiError> {
+    let (system, code) = path_code(path)?;
+    let precondition = Precondition::from_request(req);
+    state
+        .db
+        .run(move |conn| {
+            let current = codes::find_code(conn, &system, &code)?;
+            precondition.check(current.version)?;
+            codes::update_code(
+                conn,
+                current.id,
+                current.version,
+                description.as_deref(),
+                is_active,
+            )?
+            .ok_or(ApiError::PreconditionFailed)
+        })
+        .await
+}
+
+async fn update_code(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<UpdateCodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    body.validate()?;
+    let updated = change_code(
+        &state,
+        &req,
+        &path,
+        Some(body.description.trim().to_owned()),
+        None,
+    )
+    .await?;
+    Ok(code_response(updated, actix_web::http::StatusCode::OK))
+}
+
+async fn delete_code(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    change_code(&state, &req, &path, None, Some(false)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,813 @@
+//! Images and their diagnoses. Doctors work on their own images only (another doctor's image
+//! is 404 everywhere); researchers read every image de-identified (no `original_filename`,
+//! de-identified file copies) and change nothing; admins do everything.
+
+use actix_multipart::Multipart;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDateTime;
+use diesel::Connection as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStoreExt as _, PutPayload};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use validator::Validate;
+
+use super::conditional::{etag, Precondition};
+use super::diseases::parse_code_filter;
+use super::labels::NamedRef;
+use super::pagination::{Page, PageRequest};
+use super::uploads::{sanitise_filename, storage_error, store_file_part};
+use super::users::UserRef;
+use super::{nullable, parse_id, rfc3339};
+use crate::auth::{Access, CurrentUser, Role};
+use crate::db::DbConnection;
+use crate::error::ApiError;
+use crate::imaging::{deidentify, ImageKind};
+use crate::models::images::{self, Assignment, Image, ImageFilter, NewImage};
+use crate::models::{codes, diseases, labels, users};
+use crate::state::AppState;
+use crate::storage::Storage;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let read = Access::roles(&[Role::Doctor, Role::Researcher]);
+    let write = Access::roles(&[Role::Doctor]);
+    cfg.service(
+        web::resource("/images")
+            .route(web::get().to(list_images).wrap(read))
+            .route(web::post().to(upload_image).wrap(write)),
+    )
+    .service(
+        web::resource("/images/{id}")
+            .route(web::get().to(get_image).wrap(read))
+            .route(web::patch().to(update_image).wrap(write))
+            .route(web::delete().to(delete_image).wrap(write)),
+    )
+    .service(web::resource("/images/{id}/file").route(web::get().to(download_image).wrap(read)))
+    .service(
+        web::resource("/images/{id}/labels")
+            .route(web::get().to(list_image_labels).wrap(read))
+            .route(web::post().to(assign_label).wrap(write)),
+    )
+    .service(
+        web::resource("/images/{id}/labels/{label_id}")
+            .route(web::delete().to(unassign_label).wrap(write)),
+    );
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelAssignmentResponse {
+    pub label: NamedRef,
+    pub note: Option<String>,
+    pub assigned_by: UserRef,
+    #[serde(serialize_with = "rfc3339")]
+    pub assigned_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResponse {
+    pub id: String,
+    pub uploaded_by: UserRef,
+    pub description: Option<String>,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub original_filename: Option<String>,
+    pub labels: Vec<LabelAssignmentResponse>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListImagesQuery {
+    pub label_id: Option<String>,
+    pub disease_id: Option<String>,
+    pub code: Option<String>,
+    pub uploaded_by: Option<String>,
+    pub content_type: Option<String>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateImageRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    pub description: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct AssignLabelRequest {
+    pub label_id: String,
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    pub note: Option<String>,
+}
+
+/// How much of an image a caller sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Full,
+    Deidentified,
+}
+
+fn view_of(caller: &CurrentUser, image: &Image) -> Option<View> {
+    if caller.is_admin() || (caller.has(Role::Doctor) && image.uploaded_by == caller.id) {
+        Some(View::Full)
+    } else if caller.has(Role::Researcher) {
+        Some(View::Deidentified)
+    } else {
+        None
+    }
+}
+
+/// The image if the caller may see it (404 otherwise, never 403: existence is not revealed).
+fn visible(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    id: &str,
+) -> Result<(Image, View), ApiError> {
+    let image = images::find_live_image(conn, id)?;
+    let view = view_of(caller, &image).ok_or(ApiError::NotFound)?;
+    Ok((image, view))
+}
+
+/// The image if the caller may change it: invisible -> 404, visible but not theirs -> 403.
+fn editable(conn: &mut DbConnection, caller: &CurrentUser, id: &str) -> Result<Image, ApiError> {
+    let (image, _) = visible(conn, caller, id)?;
+    if caller.is_admin() || (caller.has(Role::Doctor) && image.uploaded_by == caller.id) {
+        Ok(image)
+    } else {
+        Err(ApiError::Forbidden(
+            "only the uploading doctor or an admin may change this image".into(),
+        ))
+    }
+}
+
+fn assignment_views(
+    conn: &mut DbConnection,
+    rows: &[Assignment],
+) -> Result<Vec<LabelAssignmentResponse>, ApiError> {
+    let ids: Vec<i64> = rows.iter().map(|a| a.assigned_by).collect();
+    let users = users::user_refs(conn, &ids)?;
+    Ok(rows.iter().map(|a| assignment_view(a, &users)).collect())
+}
+
+fn assignment_view(
+    a: &Assignment,
+    users: &std::collections::HashMap<i64, (String, String)>,
+) -> LabelAssignmentResponse {
+    let (id, username) = users.get(&a.assigned_by).cloned().unwrap_or_default();
+    LabelAssignmentResponse {
+        label: NamedRef {
+            id: a.label_uuid.clone(),
+            name: a.label_name.clone(),
+        },
+        note: a.note.clone(),
+        assigned_by: UserRef { id, username },
+        assigned_at: a.assigned_at,
+    }
+}
+
+/// Full responses for a page of images: labels and user names in a constant number of queries.
+fn image_views(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    rows: Vec<Image>,
+) -> Result<Vec<ImageResponse>, ApiError> {
+    let ids: Vec<i64> = rows.iter().map(|i| i.id).collect();
+    let mut assignments = images::assignments_of(conn, &ids)?;
+    let mut people: Vec<i64> = rows.iter().map(|i| i.uploaded_by).collect();
+    people.extend(assignments.values().flatten().map(|a| a.assigned_by));
+    people.sort_unstable();
+    people.dedup();
+    let users = users::user_refs(conn, &people)?;
+    Ok(rows
+        .into_iter()
+        .map(|image| {
+            let view = view_of(caller, &image);
+            let labels = assignments.remove(&image.id).unwrap_or_default();
+            let (uid, uname) = users.get(&image.uploaded_by).cloned().unwrap_or_default();
+            ImageResponse {
+                id: image.uuid,
+                uploaded_by: UserRef {
+                    id: uid,
+                    username: uname,
+                },
+                description: image.description,
+                content_type: image.content_type,
+                size_bytes: image.size_bytes,
+                sha256: image.sha256,
+                width: image.width,
+                height: image.height,
+                original_filename: if view == Some(View::Full) {
+                    image.original_filename
+                } else {
+                    None
+                },
+                labels: labels.iter().map(|a| assignment_view(a, &users)).collect(),
+                created_at: image.created_at,
+                updated_at: image.updated_at,
+            }
+        })
+        .collect())
+}
+
+fn single(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    image: Image,
+) -> Result<(ImageResponse, i32), ApiError> {
+    let version = image.version;
+    let view = image_views(conn, caller, vec![image])?
+        .pop()
+        .ok_or(ApiError::NotFound)?;
+    Ok((view, version))
+}
+
+fn image_response(view: ImageResponse, version: i32, status: StatusCode) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::ETAG, etag(version)));
+    if status == StatusCode::CREATED {
+        res.insert_header((header::LOCATION, format!("/api/v1/images/{}", view.id)));
+    }
+    res.json(view)
+}
+
+fn parse_time(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.naive_utc())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
+            ))
+        })
+}
+
+fn parse_uuid(raw: &str, field: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::BadRequest(format!("{field} must be a UUID")))
+}
+
+async fn list_images(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    query: web::Query<ListImagesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let label = query
+        .label_id
+        .as_deref()
+        .map(|v| parse_uuid(v, "label_id"))
+        .transpose()?;
+    let disease = query
+        .disease_id
+        .as_deref()
+        .map(|v| parse_uuid(v, "disease_id"))
+        .transpose()?;
+    let uploader = query
+        .uploaded_by
+        .as_deref()
+        .map(|v| parse_uuid(v, "uploaded_by"))
+        .transpose()?;
+    let code = query.code.as_deref().map(parse_code_filter).transpose()?;
+    if let Some(ct) = &query.content_type {
+        if ImageKind::from_content_type(ct).is_none() {
+            return Err(ApiError::field(
+                "content_type",
+                "must be image/png, image/jpeg or application/dicom",
+            ));
+        }
+    }
+    let mut filter = ImageFilter {
+        content_type: query.content_type.clone(),
+        created_after: query
+            .created_after
+            .as_deref()
+            .map(|v| parse_time(v, "created_after"))
+            .transpose()?,
+        created_before: query
+            .created_before
+            .as_deref()
+            .map(|v| parse_time(v, "created_before"))
+            .transpose()?,
+        ..Default::default()
+    };
+    let (after, fetch) = (page.after.clone(), page.fetch());
+    let views = state
+        .db
+        .run(move |conn| {
+            // Resolve public ids; a filter naming nothing matches nothing.
+            macro_rules! resolve {
+                ($found:expr) => {
+                    match $found {
+                        Ok(row) => Some(row.id),
+                        Err(diesel::result::Error::NotFound) => return Ok(Vec::new()),
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+            }
+            if let Some(label) = label {
+                filter.label_id = resolve!(labels::find_label(conn, &label));
+            }
+            if let Some(disease) = disease {
+                filter.disease_id = resolve!(diseases::find_disease(conn, &disease));
+            }
+            if let Some((system, code)) = code {
+                filter.code_id = resolve!(codes::find_code(conn, &system, &code));
+            }
+            if let Some(uploader) = uploader {
+                filter.uploaded_by = resolve!(users::find_by_uuid(conn, &uploader));
+            }
+            // A doctor who is neither researcher nor admin sees only their own images.
+            if !caller.is_admin() && !caller.has(Role::Researcher) {
+                if filter.uploaded_by.is_some_and(|u| u != caller.id) {
+                    return Ok(Vec::new());
+                }
+                filter.uploaded_by = Some(caller.id);
+            }
+            let rows = images::list_images(conn, &filter, after.as_deref(), fetch)?;
+            image_views(conn, &caller, rows)
+        })
+        .await?;
+    let body: Page<ImageResponse> = page.finish(views, |i| &i.id, |i| i);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn upload_image(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the image as multipart/form-data with a `file` part".into(),
+        ));
+    }
+    let max = state.settings.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max.saturating_add(1 << 20)) {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "uploads are limited to {max} bytes"
+        )));
+    }
+
+    let mut multipart = Multipart::new(req.headers(), payload);
+    let mut description: Option<String> = None;
+    let mut stored = None;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(|e| {
+            ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
+        })?;
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" if stored.is_none() => {
+                let filename = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .and_then(sanitise_filename);
+                let key = Storage::new_image_key();
+                let (file, pending) =
+                    store_file_part(state.storage.store().clone(), key, &mut field, max).await?;
+                stored = Some((file, pending, filename));
+            }
+            "file" => return Err(ApiError::field("file", "send exactly one file")),
+            "description" => {
+                let mut text = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
+                    })?;
+                    text.extend_from_slice(&chunk);
+                    if text.len() > 8 * 2000 {
+                        return Err(ApiError::field(
+                            "description",
+                            "must be at most 2000 characters",
+                        ));
+                    }
+                }
+                let text = String::from_utf8(text)
+                    .map_err(|_| ApiError::field("description", "must be UTF-8 text"))?;
+                if text.chars().count() > 2000 {
+                    return Err(ApiError::field(
+                        "description",
+                        "must be at most 2000 characters",
+                    ));
+                }
+                description = Some(text);
+            }
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    "unknown part; send `file` and optionally `description`",
+                ))
+            }
+        }
+    }
+    let Some((file, pending, filename)) = stored else {
+        return Err(ApiError::field("file", "a `file` part is required"));
+    };
+    let object_key = pending.key().to_string();
+    let result = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let image = images::insert_image(
+                    conn,
+                    NewImage {
+                        uploaded_by: caller.id,
+                        description: description.as_deref(),
+                        content_type: file.kind.content_type(),
+                        size_bytes: file.size as i64,
+                        sha256: &file.sha256,
+                        width: file.dimensions.width.map(|w| w as i32),
+                        height: file.dimensions.height.map(|h| h as i32),
+                        original_filename: filename.as_deref(),
+                        object_key: &object_key,
+                    },
+                )?;
+                single(conn, &caller, image)
+            })
+        })
+        .await;
+    match result {
+        Ok((view, version)) => {
+            pending.keep();
+            Ok(image_response(view, version, StatusCode::CREATED))
+        }
+        Err(err) => {
+            pending.discard().await;
+            Err(err)
+        }
+    }
+}
+
+async fn get_image(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let (view, version) = state
+        .db
+        .run(move |conn| {
+            let (image, _) = visible(conn, &caller, &id)?;
+            single(conn, &caller, image)
+        })
+        .await?;
+    Ok(image_response(view, version, StatusCode::OK))
+}
+
+async fn update_image(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<UpdateImageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let body = body.into_inner();
+    body.validate()?;
+    let precondition = Precondition::from_request(&req);
+    let (view, version) = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let image = editable(conn, &caller, &id)?;
+                precondition.check(image.version)?;
+                let description = body.description.as_ref().map(|d| d.as_deref());
+                let updated =
+                    images::update_image(conn, image.id, image.version, description, false)?
+                        .ok_or(ApiError::PreconditionFailed)?;
+                single(conn, &caller, updated)
+            })
+        })
+        .await?;
+    Ok(image_response(view, version, StatusCode::OK))
+}
+
+async fn delete_image(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let precondition = Precondition::from_request(&req);
+    state
+        .db
+        .run(move |conn| {
+            let image = editable(conn, &caller, &id)?;
+            precondition.check(image.version)?;
+            images::update_image(conn, image.id, image.version, None, true)?
+                .ok_or(ApiError::PreconditionFailed)?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_image_labels(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let body = state
+        .db
+        .run(move |conn| {
+            let (image, _) = visible(conn, &caller, &id)?;
+            let rows = images::assignments_of(conn, &[image.id])?
+                .remove(&image.id)
+                .unwrap_or_default();
+            assignment_views(conn, &rows)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn assign_label(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    id: web::Path<String>,
+    body: web::Json<AssignLabelRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let body = body.into_inner();
+    body.validate()?;
+    let image_id = id.clone();
+    let assignment = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let image = editable(conn, &caller, &id)?;
+                let label = uuid::Uuid::parse_str(&body.label_id)
+                    .ok()
+                    .and_then(|u| labels::find_label(conn, &u.to_string()).ok())
+                    .filter(|l| l.is_active)
+                    .ok_or_else(|| ApiError::field("label_id", "no active label has this id"))?;
+                let existing = images::assignments_of(conn, &[image.id])?
+                    .remove(&image.id)
+                    .unwrap_or_default();
+                if existing.iter().any(|a| a.label_id == label.id) {
+                    return Err(ApiError::Conflict(format!(
+                        "the label {:?} is already on this image",
+                        label.name
+                    )));
+                }
+                images::assign_label(conn, image.id, label.id, body.note.as_deref(), caller.id)?;
+                images::touch_image(conn, image.id)?;
+                let rows = images::assignments_of(conn, &[image.id])?
+                    .remove(&image.id)
+                    .unwrap_or_default();
+                let row = rows
+                    .into_iter()
+                    .find(|a| a.label_id == label.id)
+                    .ok_or(ApiError::NotFound)?;
+                Ok(assignment_views(conn, std::slice::from_ref(&row))?.remove(0))
+            })
+        })
+        .await?;
+    let location = format!("/api/v1/images/{image_id}/labels/{}", assignment.label.id);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(assignment))
+}
+
+async fn unassign_label(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.0)?;
+    let label_id = parse_id(&path.1)?;
+    state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let image = editable(conn, &caller, &id)?;
+                let label = labels::find_label(conn, &label_id)?;
+                if !images::unassign_label(conn, image.id, label.id)? {
+                    return Err(ApiError::NotFound);
+                }
+                images::touch_image(conn, image.id)?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A single byte range from a `Range` header: `Ok(None)` to serve everything (absent, or
+/// several ranges), `Err` when it cannot be satisfied.
+fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = header else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, size.saturating_sub(1)),
+        (s, e) => (
+            s.parse().map_err(|_| ())?,
+            e.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1)),
+        ),
+    };
+    if size == 0 || start > end || start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// The researcher's copy of a stored file: made once, kept in storage under a key that carries
+/// its SHA-256, so that later downloads stream it like an original.
+async fn deidentified_copy(
+    storage: &Storage,
+    image: &Image,
+) -> Result<(Path, String, u64), ApiError> {
+    let store = storage.store();
+    let prefix = Storage::deidentified_key(&image.object_key);
+    if let Some(meta) = store
+        .list(Some(&prefix))
+        .next()
+        .await
+        .transpose()
+        .map_err(storage_error)?
+    {
+        let sha = meta.location.filename().unwrap_or_default().to_owned();
+        return Ok((meta.location, sha, meta.size));
+    }
+    let original = store
+        .get(&Path::from(image.object_key.as_str()))
+        .await
+        .map_err(storage_error)?;
+    let bytes = original.bytes().await.map_err(storage_error)?;
+    let kind = ImageKind::from_content_type(&image.content_type).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "stored image has unknown type {}",
+            image.content_type
+        ))
+    })?;
+    let copy = web::block(move || deidentify::deidentify(kind, &bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("de-identification failed: {e}")))?;
+    let sha = hex::encode(Sha256::digest(&copy));
+    let size = copy.len() as u64;
+    let location = prefix.clone().join(sha.as_str());
+    store
+        .put(&location, PutPayload::from(copy))
+        .await
+        .map_err(storage_error)?;
+    Ok((location, sha, size))
+}
+
+async fn download_image(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let (image, view) = state
+        .db
+        .run(move |conn| visible(conn, &caller, &id))
+        .await?;
+    let kind = ImageKind::from_content_type(&image.content_type).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "stored image has unknown type {}",
+            image.content_type
+        ))
+    })?;
+    let (location, sha, size) = match view {
+        View::Full => (
+            Path::from(image.object_key.as_str()),
+            image.sha256.clone(),
+            image.size_bytes as u64,
+        ),
+        View::Deidentified => deidentified_copy(&state.storage, &image).await?,
+    };
+    let tag = format!("\"{sha}\"");
+    let disposition = format!(
+        "attachment; filename=\"{}.{}\"",
+        image.uuid,
+        kind.extension()
+    );
+
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == tag)
+        });
+    if not_modified {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+
+    let range_header = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let range = match parse_range(range_header, size) {
+        Ok(range) => range,
+        Err(()) => {
+            let problem = crate::error::Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                format!("the file has {size} bytes"),
+            );
+            let mut res = problem.response();
+            if let Ok(value) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+                res.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(res);
+        }
+    };
+    let options = GetOptions {
+        range: range.map(|(start, end)| GetRange::Bounded(start..end + 1)),
+        ..Default::default()
+    };
+    let result = state
+        .storage
+        .store()
+        .get_opts(&location, options)
+        .await
+        .map_err(storage_error)?;
+    let stream = result
+        .into_stream()
+        .map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string()));
+    let mut res = match range {
+        Some((start, end)) => {
+            let mut res = HttpResponse::PartialContent();
+            res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
+            res.no_chunking(end - start + 1);
+            res
+        }
+        None => {
+            let mut res = HttpResponse::Ok();
+            res.no_chunking(size);
+            res
+        }
+    };
+    Ok(res
+        .insert_header((header::CONTENT_TYPE, kind.content_type()))
+        .insert_header((header::ETAG, tag))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .streaming(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_like_rfc_9110() {
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=9-3"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=x-y"), 100), Err(()));
+    }
+}

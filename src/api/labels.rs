@@ -1,0 +1,299 @@
+//! Labels: list, search, read for every role; researchers and admins create, edit and
+//! deactivate. DELETE deactivates: past assignments keep the label, new ones are refused, and
+//! its name may be reused.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDateTime;
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::conditional::{etag, Precondition};
+use super::pagination::{Page, PageRequest};
+use super::users::UserRef;
+use super::{nullable, parse_id, rfc3339};
+use crate::auth::{Access, CurrentUser, Role};
+use crate::db::DbConnection;
+use crate::error::ApiError;
+use crate::models::diseases;
+use crate::models::labels::{self, Label};
+use crate::models::users::user_refs;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let read = Access::roles(&[Role::Doctor, Role::Researcher]);
+    let curate = Access::roles(&[Role::Researcher]);
+    cfg.service(
+        web::resource("/labels")
+            .route(web::get().to(list_labels).wrap(read))
+            .route(web::post().to(create_label).wrap(curate)),
+    )
+    .service(
+        web::resource("/labels/{id}")
+            .route(web::get().to(get_label).wrap(read))
+            .route(web::patch().to(update_label).wrap(curate))
+            .route(web::delete().to(delete_label).wrap(curate)),
+    );
+}
+
+/// `{"id", "name"}`: how labels and diseases are named inside other entities.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelResponse {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub diseases: Vec<NamedRef>,
+    pub created_by: UserRef,
+    pub is_active: bool,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListLabelsQuery {
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLabelRequest {
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub name: String,
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub disease_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLabelRequest {
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    pub description: Option<Option<String>>,
+    pub disease_ids: Option<Vec<String>>,
+}
+
+/// The full responses for some labels: their diseases and creators, in two queries.
+pub fn label_views(
+    conn: &mut DbConnection,
+    rows: Vec<Label>,
+) -> Result<Vec<LabelResponse>, ApiError> {
+    let ids: Vec<i64> = rows.iter().map(|l| l.id).collect();
+    let creators: Vec<i64> = rows.iter().map(|l| l.created_by).collect();
+    let mut diseases = labels::diseases_of(conn, &ids)?;
+    let users = user_refs(conn, &creators)?;
+    Ok(rows
+        .into_iter()
+        .map(|l| {
+            let (uuid, username) = users.get(&l.created_by).cloned().unwrap_or_default();
+            LabelResponse {
+                diseases: diseases
+                    .remove(&l.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|d| NamedRef {
+                        id: d.uuid,
+                        name: d.name,
+                    })
+                    .collect(),
+                created_by: UserRef { id: uuid, username },
+                id: l.uuid,
+                name: l.name,
+                description: l.description,
+                is_active: l.is_active,
+                created_at: l.created_at,
+                updated_at: l.updated_at,
+            }
+        })
+        .collect())
+}
+
+/// The internal ids of the named active diseases; unknown ones are a field error.
+fn resolve_diseases(conn: &mut DbConnection, uuids: &[String]) -> Result<Vec<i64>, ApiError> {
+    let wanted: Vec<String> = uuids
+        .iter()
+        .filter_map(|u| uuid::Uuid::parse_str(u).ok())
+        .map(|u| u.to_string())
+        .collect();
+    let found = diseases::find_diseases(conn, &wanted)?;
+    let missing: Vec<String> = uuids
+        .iter()
+        .filter(|u| {
+            !found.iter().any(|d| {
+                d.is_active && uuid::Uuid::parse_str(u).is_ok_and(|p| p.to_string() == d.uuid)
+            })
+        })
+        .map(|u| format!("{u} is not an active disease"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::Validation(
+            [("disease_ids".to_owned(), missing)].into_iter().collect(),
+        ));
+    }
+    Ok(found.into_iter().map(|d| d.id).collect())
+}
+
+fn label_response(view: LabelResponse, version: i32, status: StatusCode) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::ETAG, etag(version)));
+    if status == StatusCode::CREATED {
+        res.insert_header((header::LOCATION, format!("/api/v1/labels/{}", view.id)));
+    }
+    res.json(view)
+}
+
+fn single(conn: &mut DbConnection, label: Label) -> Result<(LabelResponse, i32), ApiError> {
+    let version = label.version;
+    let view = label_views(conn, vec![label])?
+        .pop()
+        .ok_or(ApiError::NotFound)?;
+    Ok((view, version))
+}
+
+async fn list_labels(
+    state: web::Data<AppState>,
+    query: web::Query<ListLabelsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let q = query.q.filter(|q| !q.trim().is_empty());
+    let (after, fetch) = (page.after.clone(), page.fetch());
+    let views = state
+        .db
+        .run(move |conn| {
+            let rows = labels::list_labels(conn, q.as_deref(), after.as_deref(), fetch)?;
+            label_views(conn, rows)
+        })
+        .await?;
+    let body: Page<LabelResponse> = page.finish(views, |l| &l.id, |l| l);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn create_label(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    body: web::Json<CreateLabelRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    body.validate()?;
+    let (view, version) = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let name = body.name.trim();
+                let disease_ids = resolve_diseases(conn, &body.disease_ids)?;
+                if labels::name_taken(conn, name, None)? {
+                    return Err(ApiError::Conflict(format!(
+                        "a label named {name:?} exists already"
+                    )));
+                }
+                let label =
+                    labels::insert_label(conn, name, body.description.as_deref(), caller.id)?;
+                labels::set_label_diseases(conn, label.id, &disease_ids)?;
+                single(conn, label)
+            })
+        })
+        .await?;
+    Ok(label_response(view, version, StatusCode::CREATED))
+}
+
+async fn get_label(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let (view, version) = state
+        .db
+        .run(move |conn| {
+            let label = labels::find_label(conn, &id)?;
+            single(conn, label)
+        })
+        .await?;
+    Ok(label_response(view, version, StatusCode::OK))
+}
+
+async fn update_label(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<UpdateLabelRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let body = body.into_inner();
+    body.validate()?;
+    let precondition = Precondition::from_request(&req);
+    let (view, version) = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let current = labels::find_label(conn, &id)?;
+                precondition.check(current.version)?;
+                let name = body.name.as_deref().map(str::trim);
+                if let Some(name) = name {
+                    if current.is_active && labels::name_taken(conn, name, Some(current.id))? {
+                        return Err(ApiError::Conflict(format!(
+                            "a label named {name:?} exists already"
+                        )));
+                    }
+                }
+                let disease_ids = body
+                    .disease_ids
+                    .as_deref()
+                    .map(|d| resolve_diseases(conn, d))
+                    .transpose()?;
+                let description = body.description.as_ref().map(|d| d.as_deref());
+                let updated = labels::update_label(
+                    conn,
+                    current.id,
+                    current.version,
+                    name,
+                    description,
+                    None,
+                )?
+                .ok_or(ApiError::PreconditionFailed)?;
+                if let Some(disease_ids) = disease_ids {
+                    labels::set_label_diseases(conn, updated.id, &disease_ids)?;
+                }
+                single(conn, updated)
+            })
+        })
+        .await?;
+    Ok(label_response(view, version, StatusCode::OK))
+}
+
+async fn delete_label(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let precondition = Precondition::from_request(&req);
+    state
+        .db
+        .run(move |conn| {
+            let current = labels::find_label(conn, &id)?;
+            precondition.check(current.version)?;
+            if !current.is_active {
+                return Ok(());
+            }
+            labels::update_label(conn, current.id, current.version, None, None, Some(false))?
+                .ok_or(ApiError::PreconditionFailed)?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

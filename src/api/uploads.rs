@@ -1,0 +1,255 @@
+//! Streaming an uploaded file into object storage.
+//!
+//! The file part is read chunk by chunk: its first bytes decide the type (before anything is
+//! stored), the bytes go to a multipart upload of the store as they arrive (memory stays at a
+//! few part buffers whatever the file size), SHA-256 is computed on the way, and the first MiB
+//! and last bytes are kept to read the header and check the file's end. If anything fails, or
+//! the client goes away, [`PendingObject`] removes what was written.
+
+use std::sync::Arc;
+
+use actix_multipart::Field;
+use futures_util::StreamExt as _;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::imaging::{self, Dimensions, ImageError, ImageKind};
+
+/// Part size of the multipart upload (S3's minimum is 5 MiB), and parts in flight at once.
+const PART_BYTES: usize = 5 << 20;
+const PARTS_IN_FLIGHT: usize = 2;
+const TAIL_BYTES: usize = 16;
+
+/// What a stored upload turned out to be.
+#[derive(Debug)]
+pub struct StoredFile {
+    pub kind: ImageKind,
+    pub size: u64,
+    pub sha256: String,
+    pub dimensions: Dimensions,
+}
+
+/// An object being written: removed again unless [`PendingObject::keep`] is called, also when
+/// the request is dropped half-way (the client disconnected).
+pub struct PendingObject {
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    writer: Option<WriteMultipart>,
+    written: bool,
+    kept: bool,
+}
+
+impl PendingObject {
+    pub fn key(&self) -> &Path {
+        &self.key
+    }
+
+    /// The object is referenced by a committed row now: leave it.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+
+    /// Removes what was written, and waits for it.
+    pub async fn discard(mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.abort().await;
+        }
+        if self.written {
+            let _ = self.store.delete(&self.key).await;
+        }
+        self.kept = true;
+    }
+}
+
+impl Drop for PendingObject {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let (store, key, writer, written) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.writer.take(),
+            self.written,
+        );
+        actix_web::rt::spawn(async move {
+            if let Some(writer) = writer {
+                let _ = writer.abort().await;
+            }
+            if written {
+                let _ = store.delete(&key).await;
+            }
+        });
+    }
+}
+
+fn file_error(message: impl Into<String>) -> ApiError {
+    ApiError::field("file", message)
+}
+
+fn map_image_error(err: ImageError) -> ApiError {
+    match err {
+        ImageError::Unsupported => ApiError::UnsupportedMediaType(err.to_string()),
+        other => file_error(other.to_string()),
+    }
+}
+
+/// Streams the `file` part into the store under `key`. On error the caller gets the error and
+/// nothing stays stored; on success the caller must `keep()` the object once a row names it.
+pub async fn store_file_part(
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    field: &mut Field,
+    max_bytes: u64,
+) -> Result<(StoredFile, PendingObject), ApiError> {
+    let mut pending = PendingObject {
+        store: store.clone(),
+        key: key.clone(),
+        writer: None,
+        written: false,
+        kept: false,
+    };
+    let mut head: Vec<u8> = Vec::new();
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL_BYTES);
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut kind: Option<ImageKind> = None;
+
+    let outcome: Result<(), ApiError> = async {
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("the upload could not be read: {e}")))?;
+            size += chunk.len() as u64;
+            if size > max_bytes {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "the file is larger than {max_bytes} bytes"
+                )));
+            }
+            hasher.update(&chunk);
+            if head.len() < imaging::HEAD_BYTES {
+                let room = imaging::HEAD_BYTES - head.len();
+                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_BYTES)..]);
+            if tail.len() > TAIL_BYTES {
+                tail.drain(..tail.len() - TAIL_BYTES);
+            }
+            if kind.is_none() {
+                if head.len() < imaging::SNIFF_BYTES {
+                    continue;
+                }
+                kind = Some(
+                    imaging::sniff(&head)
+                        .ok_or(ImageError::Unsupported)
+                        .map_err(map_image_error)?,
+                );
+                // The type is known: start storing, with everything read so far. Earlier chunks
+                // are all in `head`; of this chunk, what did not fit in `head` follows it.
+                let mut writer = start_upload(&store, &key).await?;
+                writer.write(&head);
+                let beyond_head = (size - head.len() as u64) as usize;
+                writer.write(&chunk[chunk.len() - beyond_head..]);
+                pending.writer = Some(writer);
+                continue;
+            }
+            if let Some(writer) = pending.writer.as_mut() {
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(storage_error)?;
+                writer.write(&chunk);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = outcome {
+        pending.discard().await;
+        return Err(err);
+    }
+
+    // A file shorter than the sniffing window: decide now.
+    let kind = match kind {
+        Some(kind) => kind,
+        None => {
+            if size == 0 {
+                return Err(file_error("the file is empty"));
+            }
+            let kind = imaging::sniff(&head)
+                .ok_or(ImageError::Unsupported)
+                .map_err(map_image_error)?;
+            let mut writer = start_upload(&store, &key).await?;
+            writer.write(&head);
+            pending.writer = Some(writer);
+            kind
+        }
+    };
+    let dimensions = match imaging::inspect(kind, &head, &tail) {
+        Ok(d) => d,
+        Err(err) => {
+            pending.discard().await;
+            return Err(map_image_error(err));
+        }
+    };
+    if let Some(writer) = pending.writer.take() {
+        pending.written = true;
+        if let Err(err) = writer.finish().await {
+            pending.discard().await;
+            return Err(storage_error(err));
+        }
+    }
+    let stored = StoredFile {
+        kind,
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        dimensions,
+    };
+    Ok((stored, pending))
+}
+
+async fn start_upload(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+) -> Result<WriteMultipart, ApiError> {
+    let upload = store.put_multipart(key).await.map_err(storage_error)?;
+    Ok(WriteMultipart::new_with_chunk_size(upload, PART_BYTES))
+}
+
+pub fn storage_error(err: object_store::Error) -> ApiError {
+    tracing::error!(error = %err, "object storage failed");
+    ApiError::Unavailable("the image storage is unavailable".into())
+}
+
+/// The client's file name as harmless metadata: no path, no control characters, 255 characters
+/// at most; `None` when nothing is left.
+pub fn sanitise_filename(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_lose_paths_and_control_characters() {
+        assert_eq!(
+            sanitise_filename("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            sanitise_filename("C:\\scans\\chest\u{0}.png").as_deref(),
+            Some("chest.png")
+        );
+        assert_eq!(sanitise_filename("  ").as_deref(), None);
+        assert_eq!(sanitise_filename(".hidden").as_deref(), Some("hidden"));
+        assert_eq!(
+            sanitise_filename(&"a".repeat(300)).map(|s| s.len()),
+            Some(255)
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! `images` (file metadata; the bytes live in object storage) and their diagnoses
+//! (`image_labels`). Deleted images keep their row (`deleted_at`) for history.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::new_uuid;
+use crate::db::schema::{disease_codes, image_labels, images, label_diseases, labels};
+use crate::db::{now, DbConnection};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = images)]
+pub struct Image {
+    pub id: i64,
+    pub uuid: String,
+    pub uploaded_by: i64,
+    pub description: Option<String>,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub original_filename: Option<String>,
+    pub object_key: String,
+    pub version: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub deleted_at: Option<NaiveDateTime>,
+}
+
+pub struct NewImage<'a> {
+    pub uploaded_by: i64,
+    pub description: Option<&'a str>,
+    pub content_type: &'a str,
+    pub size_bytes: i64,
+    pub sha256: &'a str,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub original_filename: Option<&'a str>,
+    pub object_key: &'a str,
+}
+
+pub fn insert_image(conn: &mut DbConnection, new: NewImage<'_>) -> QueryResult<Image> {
+    let (uuid, at) = (new_uuid(), now());
+    diesel::insert_into(images::table)
+        .values((
+            images::uuid.eq(&uuid),
+            images::uploaded_by.eq(new.uploaded_by),
+            images::description.eq(new.description),
+            images::content_type.eq(new.content_type),
+            images::size_bytes.eq(new.size_bytes),
+            images::sha256.eq(new.sha256),
+            images::width.eq(new.width),
+            images::height.eq(new.height),
+            images::original_filename.eq(new.original_filename),
+            images::object_key.eq(new.object_key),
+            images::version.eq(1),
+            images::created_at.eq(at),
+            images::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    find_live_image(conn, &uuid)
+}
+
+/// An image that has not been deleted.
+pub fn find_live_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image> {
+    images::table
+        .filter(images::uuid.eq(uuid))
+        .filter(images::deleted_at.is_null())
+        .select(Image::as_select())
+        .first(conn)
+}
+
+/// Applies a change when the row is still at `version`; `None` when another change came first.
+/// `delete` marks the image deleted (it leaves lists and reads).
+pub fn update_image(
+    conn: &mut DbConnection,
+    id: i64,
+    version: i32,
+    description: Option<Option<&str>>,
+    delete: bool,
+) -> QueryResult<Option<Image>> {
+    let at = now();
+    let target = images::table
+        .filter(images::id.eq(id))
+        .filter(images::version.eq(version))
+        .filter(images::deleted_at.is_null());
+    let updated = diesel::update(target)
+        .set((
+            description.map(|d| images::description.eq(d.map(str::to_owned))),
+            delete.then_some(images::deleted_at.eq(Some(at))),
+            images::version.eq(version + 1),
+            images::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    images::table
+        .find(id)
+        .select(Image::as_select())
+        .first(conn)
+        .map(Some)
+}
+
+/// What a list may be narrowed to (internal ids, resolved from the request's UUIDs).
+#[derive(Debug, Default, Clone)]
+pub struct ImageFilter {
+    pub uploaded_by: Option<i64>,
+    pub label_id: Option<i64>,
+    pub disease_id: Option<i64>,
+    pub code_id: Option<i64>,
+    pub content_type: Option<String>,
+    pub created_after: Option<NaiveDateTime>,
+    pub created_before: Option<NaiveDateTime>,
+}
+
+/// A page of live images in keyset order (`uuid`, time-ordered).
+pub fn list_images(
+    conn: &mut DbConnection,
+    filter: &ImageFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<Image>> {
+    let mut query = images::table
+        .filter(images::deleted_at.is_null())
+        .select(Image::as_select())
+        .order(images::uuid.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(user) = filter.uploaded_by {
+        query = query.filter(images::uploaded_by.eq(user));
+    }
+    if let Some(label) = filter.label_id {
+        query = query.filter(
+            images::id.eq_any(
+                image_labels::table
+                    .filter(image_labels::label_id.eq(label))
+                    .select(image_labels::image_id),
+            ),
+        );
+    }
+    if let Some(disease) = filter.disease_id {
+        let with_disease = image_labels::table
+            .inner_join(
+                label_diseases::table.on(label_diseases::label_id.eq(image_labels::label_id)),
+            )
+            .filter(label_diseases::disease_id.eq(disease))
+            .select(image_labels::image_id);
+        query = query.filter(images::id.eq_any(with_disease));
+    }
+    if let Some(code) = filter.code_id {
+        let with_code = image_labels::table
+            .inner_join(
+                label_diseases::table.on(label_diseases::label_id.eq(image_labels::label_id)),
+            )
+            .inner_join(
+                disease_codes::table.on(disease_codes::disease_id.eq(label_diseases::disease_id)),
+            )
+            .filter(disease_codes::code_id.eq(code))
+            .select(image_labels::image_id);
+        query = query.filter(images::id.eq_any(with_code));
+    }
+    if let Some(content_type) = &filter.content_type {
+        query = query.filter(images::content_type.eq(content_type.clone()));
+    }
+    if let Some(at) = filter.created_after {
+        query = query.filter(images::created_at.ge(at));
+    }
+    if let Some(at) = filter.created_before {
+        query = query.filter(images::created_at.lt(at));
+    }
+    if let Some(after) = after {
+        query = query.filter(images::uuid.gt(after.to_owned()));
+    }
+    query.load(conn)
+}
+
+/// One label on one image, with the label's public id and name.
+#[derive(Debug, Clone, Queryable)]
+pub struct Assignment {
+    pub image_id: i64,
+    pub label_id: i64,
+    pub note: Option<String>,
+    pub assigned_by: i64,
+    pub assigned_at: NaiveDateTime,
+    pub label_uuid: String,
+    pub label_name: String,
+}
+
+/// The labels on each image in `image_ids`, in one query (no N+1 on list pages).
+pub fn assignments_of(
+    conn: &mut DbConnection,
+    image_ids: &[i64],
+) -> QueryResult<HashMap<i64, Vec<Assignment>>> {
+    let rows: Vec<Assignment> = image_labels::table
+        .inner_join(labels::table)
+        .filter(image_labels::image_id.eq_any(image_ids))
+        .order((image_labels::assigned_at, labels::name))
+        .select((
+            image_labels::image_id,
+            image_labels::label_id,
+            image_labels::note,
+            image_labels::assigned_by,
+            image_labels::assigned_at,
+            labels::uuid,
+            labels::name,
+        ))
+        .load(conn)?;
+    let mut map: HashMap<i64, Vec<Assignment>> = HashMap::new();
+    for row in rows {
+        map.entry(row.image_id).or_default().push(row);
+    }
+    Ok(map)
+}
+
+pub fn assign_label(
+    conn: &mut DbConnection,
+    image_id: i64,
+    label_id: i64,
+    note: Option<&str>,
+    by: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(image_labels::table)
+        .values((
+            image_labels::image_id.eq(image_id),
+            image_labels::label_id.eq(label_id),
+            image_labels::note.eq(note),
+            image_labels::assigned_by.eq(by),
+            image_labels::assigned_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn unassign_label(conn: &mut DbConnection, image_id: i64, label_id: i64) -> QueryResult<bool> {
+    let removed = diesel::delete(
+        image_labels::table
+            .filter(image_labels::image_id.eq(image_id))
+            .filter(image_labels::label_id.eq(label_id)),
+    )
+    .execute(conn)?;
+    Ok(removed > 0)
+}
+
+/// A diagnosis change is a change of the image: its version (and so its ETag) moves on.
+pub fn touch_image(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
+    diesel::update(images::table.find(id))
+        .set((
+            images::version.eq(images::version + 1),
+            images::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
