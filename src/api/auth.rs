@@ -4,7 +4,7 @@
 use actix_identity::Identity;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::NaiveDateTime;
 use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -240,7 +240,7 @@ async fn create_token(
     body.validate()?;
     let secret = crate::auth::tokens::generate_token();
     let token_hash = crate::auth::tokens::digest(&secret);
-    let expires_at = now() + TimeDelta::days(body.expires_in_days.unwrap_or(90));
+    let valid_days = body.expires_in_days.unwrap_or(90);
     let token = state
         .db
         .run(move |conn| {
@@ -249,7 +249,7 @@ async fn create_token(
                 caller.id,
                 &body.name,
                 &token_hash,
-                expires_at,
+                valid_days,
             )?)
         })
         .await?;

@@ -28,8 +28,10 @@ pub fn insert_token(
     user_id: i64,
     name: &str,
     token_hash: &str,
-    expires_at: NaiveDateTime,
+    valid_days: i64,
 ) -> QueryResult<ApiToken> {
+    let created_at = now();
+    let expires_at = created_at + chrono::TimeDelta::days(valid_days);
     let uuid = new_uuid();
     diesel::insert_into(api_tokens::table)
         .values((
@@ -37,7 +39,7 @@ pub fn insert_token(
             api_tokens::user_id.eq(user_id),
             api_tokens::name.eq(name),
             api_tokens::token_hash.eq(token_hash),
-            api_tokens::created_at.eq(now()),
+            api_tokens::created_at.eq(created_at),
             api_tokens::expires_at.eq(expires_at),
         ))
         .execute(conn)?;

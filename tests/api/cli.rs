@@ -224,3 +224,39 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     assert!(!ok);
     assert!(err.contains("MEDLABEL_SESSION_IDLE_SECS"), "{err}");
 }
+
+#[test]
+fn import_codes_is_idempotent_and_reports_rejected_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let file = dir.path().join("codes.tsv");
+    std::fs::write(
+        &file,
+        "code\tlong_description\tshort_description\tbillable\n\
+         J18.9\tPneumonia, unspecified organism\tPneumonia NOS\t1\n\
+         J18\tPneumonia, unspecified organism\tPneumonia\t0\n\
+         nonsense\tNot a code\tx\t1\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = run(
+        medlabel(dir.path(), &url).args(["import-codes", "--system", "icd-10", path]),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("2 codes added") && out.contains("1 lines rejected"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        medlabel(dir.path(), &url).args(["import-codes", "--system", "icd-10", path]),
+        None,
+    );
+    assert!(ok);
+    assert!(out.contains("0 codes added, 2 already present"), "{out}");
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["import-codes", "--system", "loinc", path]),
+        None,
+    );
+    assert!(!ok && err.contains("unknown code system"), "{err}");
+}

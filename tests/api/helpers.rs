@@ -13,7 +13,6 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use medlabel::auth::{password, tokens, Role};
 use medlabel::config::Settings;
-use medlabel::db::now;
 use medlabel::models::{api_tokens, users};
 use medlabel::startup::{self, Application};
 use medlabel::state::AppState;
@@ -161,13 +160,7 @@ impl TestApp {
             .db
             .run(move |conn| {
                 let user = users::find_by_username(conn, &name)?.expect("user exists");
-                api_tokens::insert_token(
-                    conn,
-                    user.id,
-                    "test",
-                    &digest,
-                    now() + chrono::TimeDelta::days(1),
-                )?;
+                api_tokens::insert_token(conn, user.id, "test", &digest, 1)?;
                 Ok(())
             })
             .await
@@ -287,6 +280,15 @@ impl TestClient {
             bearer: RefCell::new(None),
             username: RefCell::new(String::new()),
         }
+    }
+
+    /// Another client with the same credentials (cookie or token).
+    pub fn clone_client(&self) -> TestClient {
+        let copy = TestClient::new(&self.base);
+        *copy.cookie.borrow_mut() = self.cookie.borrow().clone();
+        *copy.bearer.borrow_mut() = self.bearer.borrow().clone();
+        *copy.username.borrow_mut() = self.username.borrow().clone();
+        copy
     }
 
     fn set_username(&self, username: &str) {

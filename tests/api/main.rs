@@ -10,6 +10,7 @@ mod health;
 mod images;
 mod migrations;
 mod roles;
+mod s3;
 mod security;
 mod sessions;
 mod throttling;
