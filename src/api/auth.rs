@@ -5,7 +5,6 @@ use actix_identity::Identity;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -210,7 +209,7 @@ async fn change_password(
     state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 users::update_user(
                     conn,
                     user.id,

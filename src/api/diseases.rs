@@ -4,7 +4,6 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -217,7 +216,7 @@ async fn create_disease(
     let (view, version) = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let name = body.name.trim();
                 let code_ids = resolve_codes(conn, &body.codes)?;
                 if diseases::name_taken(conn, name, None)? {
@@ -263,7 +262,7 @@ async fn update_disease(
     let (view, version) = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let current = diseases::find_disease(conn, &id)?;
                 precondition.check(current.version)?;
                 let name = body.name.as_deref().map(str::trim);

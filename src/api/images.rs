@@ -6,7 +6,6 @@ use actix_multipart::Multipart;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use diesel::Connection as _;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt as _, PutPayload};
@@ -431,7 +430,7 @@ async fn upload_image(
     let result = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let image = images::insert_image(
                     conn,
                     NewImage {
@@ -492,7 +491,7 @@ async fn update_image(
     let (view, version) = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let image = editable(conn, &caller, &id)?;
                 precondition.check(image.version)?;
                 let description = body.description.as_ref().map(|d| d.as_deref());
@@ -559,7 +558,7 @@ async fn assign_label(
     let assignment = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let image = editable(conn, &caller, &id)?;
                 let label = uuid::Uuid::parse_str(&body.label_id)
                     .ok()
@@ -604,7 +603,7 @@ async fn unassign_label(
     state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let image = editable(conn, &caller, &id)?;
                 let label = labels::find_label(conn, &label_id)?;
                 if !images::unassign_label(conn, image.id, label.id)? {

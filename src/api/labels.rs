@@ -5,7 +5,6 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -193,7 +192,7 @@ async fn create_label(
     let (view, version) = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let name = body.name.trim();
                 let disease_ids = resolve_diseases(conn, &body.disease_ids)?;
                 if labels::name_taken(conn, name, None)? {
@@ -239,7 +238,7 @@ async fn update_label(
     let (view, version) = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let current = labels::find_label(conn, &id)?;
                 precondition.check(current.version)?;
                 let name = body.name.as_deref().map(str::trim);

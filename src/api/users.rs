@@ -3,7 +3,6 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDateTime;
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
@@ -271,7 +270,7 @@ async fn update_user(
     let (user, role_set) = state
         .db
         .run(move |conn| {
-            conn.transaction(|conn| {
+            crate::db::write_transaction(conn, |conn| {
                 let ends_sessions = body.is_active == Some(false) || password_hash.is_some();
                 let user = users::update_user(
                     conn,

@@ -16,7 +16,7 @@ pub struct Group {
 
 /// Creates the role groups that are missing; returns the names created (idempotent).
 pub fn ensure_groups(conn: &mut DbConnection) -> QueryResult<Vec<&'static str>> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let existing: Vec<String> = groups::table.select(groups::name).load(conn)?;
         let mut created = Vec::new();
         for role in Role::ALL {

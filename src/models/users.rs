@@ -47,7 +47,7 @@ pub struct UserChanges {
 /// `Selectable` does not compile for the multi-backend connection, so the row is read back by
 /// its server-generated UUID.
 pub fn insert_user(conn: &mut DbConnection, new: NewUser<'_>) -> QueryResult<User> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let at = now();
         let uuid = new_uuid();
         diesel::insert_into(users::table)
