@@ -1,6 +1,7 @@
 //! medlabel: role-based medical imaging and labelling.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod codesets;

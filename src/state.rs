@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::storage::Storage;
@@ -11,6 +12,7 @@ pub struct AppState {
     pub db: Db,
     pub storage: Storage,
     pub settings: Arc<Settings>,
+    pub audit: AuditLog,
 }
 
 impl AppState {
@@ -18,10 +20,12 @@ impl AppState {
     pub fn open(settings: Settings) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database_url.0, settings.db_pool_size)?;
         let storage = Storage::from_url(&settings.storage_url)?;
+        let audit = AuditLog::start(db.clone());
         Ok(AppState {
             db,
             storage,
             settings: Arc::new(settings),
+            audit,
         })
     }
 }

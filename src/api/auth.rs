@@ -10,6 +10,7 @@ use validator::Validate;
 
 use super::users::{hash_password, UserResponse};
 use super::{parse_id, rfc3339, rfc3339_opt};
+use crate::audit::record::{safe_username, LoginAttempt};
 use crate::auth::{password, throttle, Access, AuthKind, CurrentUser};
 use crate::db::now;
 use crate::error::ApiError;
@@ -115,6 +116,11 @@ async fn login(
         username,
         password: given,
     } = body.into_inner();
+    // The audit event names the username tried (safely), and the user once logged in.
+    req.extensions_mut().insert(LoginAttempt {
+        username: safe_username(&username),
+        user_id: None,
+    });
     let key = throttle::username_key(&username);
     let client_ip = req
         .extensions()
@@ -161,6 +167,10 @@ async fn login(
             Ok((user, roles))
         })
         .await?;
+    req.extensions_mut().insert(LoginAttempt {
+        username: safe_username(&user.username),
+        user_id: Some(user.id),
+    });
     // A fresh session id on every login (actix-identity renews the session).
     Identity::login(&req.extensions(), user.id.to_string()).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(LoginResponse {

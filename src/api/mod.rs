@@ -5,6 +5,7 @@ pub mod auth;
 pub mod codes;
 pub mod conditional;
 pub mod diseases;
+pub mod events;
 pub mod groups;
 pub mod health;
 pub mod images;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     diseases::configure(cfg);
     labels::configure(cfg);
     images::configure(cfg);
+    events::configure(cfg);
 }
 
 /// A path id: anything that is not a UUID names nothing (404). Returns the canonical form.

@@ -159,6 +159,13 @@ impl Db {
         self.pool.get().context("getting a database connection")
     }
 
+    /// Like [`Db::get`], giving up after `timeout` (the audit writer must fail fast).
+    pub fn get_within(&self, timeout: Duration) -> anyhow::Result<PooledDb> {
+        self.pool
+            .get_timeout(timeout)
+            .context("getting a database connection")
+    }
+
     /// Runs `f` with a pooled connection on the blocking thread pool.
     pub async fn run<F, T>(&self, f: F) -> Result<T, ApiError>
     where

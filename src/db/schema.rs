@@ -190,6 +190,7 @@ diesel::table! {
         client_ip -> Text,
         user_agent -> Nullable<Text>,
         headers -> Text,
+        detail -> Nullable<Text>,
     }
 }
 

@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::audit::record;
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -49,14 +50,15 @@ pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let request_id = req
+    let client_id = req
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v.trim()).ok())
-        .unwrap_or_else(Uuid::now_v7);
-    let trusted = req
-        .app_data::<web::Data<AppState>>()
+        .and_then(|v| Uuid::parse_str(v.trim()).ok());
+    let request_id = client_id.unwrap_or_else(Uuid::now_v7);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let trusted = state
+        .as_ref()
         .map(|s| s.settings.trusted_proxies.clone())
         .unwrap_or_default();
     let peer = req
@@ -76,6 +78,14 @@ pub async fn request_context(
     req.extensions_mut().insert(context);
 
     let path = req.path().to_owned();
+    let facts = record::is_audited(&path).then(|| {
+        record::RequestFacts::of(
+            req.method().as_str(),
+            &path,
+            req.query_string(),
+            req.headers(),
+        )
+    });
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %path);
     // Part of an inner service runs synchronously inside `call` (routing), part in its future:
     // a panic in either becomes a 500 problem.
@@ -100,6 +110,43 @@ pub async fn request_context(
         duration_ms = context.started.elapsed().as_secs_f64() * 1000.0,
         "served"
     );
+    // The audit event is committed before anything is answered; if it cannot be, the answer
+    // is 503 instead.
+    let mut audit_failed = false;
+    if let (Some(facts), Some(state)) = (facts, state.as_ref()) {
+        let req = match &outcome {
+            Ok(Ok(res)) => Some(res.request()),
+            _ => None,
+        };
+        let event = record::event(facts, &context, client_id.is_none(), status.as_u16(), req);
+        if let Err(err) = state.audit.record(event).await {
+            tracing::error!(parent: &span, error = %err, "request not audited; answering 503");
+            audit_failed = true;
+        }
+    }
+    if audit_failed {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        return match outcome {
+            Ok(Ok(res)) => {
+                let (req, _) = res.into_parts();
+                let mut problem = Problem::new(
+                    status,
+                    "audit-unavailable",
+                    "the audit log is unavailable; try again",
+                );
+                problem.request_id = request_id.to_string();
+                let mut res = ServiceResponse::new(req, problem.response());
+                set_headers(res.headers_mut(), request_id, &path);
+                Ok(res)
+            }
+            _ => Err(Unanswered {
+                request_id,
+                status,
+                path,
+            }
+            .into()),
+        };
+    }
     match outcome {
         Ok(Ok(res)) => {
             let mut res = REQUEST_ID.sync_scope(request_id, || {

@@ -4,6 +4,7 @@
 pub mod api_tokens;
 pub mod codes;
 pub mod diseases;
+pub mod events;
 pub mod groups;
 pub mod images;
 pub mod labels;

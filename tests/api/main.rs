@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod events;
 mod health;
 mod images;
 mod migrations;

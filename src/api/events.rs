@@ -1,0 +1,282 @@
+//! The audit log (admin): `GET /events`, newest first, as JSON pages or streamed as CSV.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDateTime;
+use futures_util::stream;
+use serde::{Deserialize, Serialize};
+
+use super::pagination::{Page, PageRequest};
+use super::rfc3339;
+use super::users::UserRef;
+use crate::auth::{Access, Role};
+use crate::error::ApiError;
+use crate::models::events::{self, Event, EventFilter};
+use crate::models::users;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/events").route(
+            web::get()
+                .to(list_events)
+                .wrap(Access::roles(&[Role::Admin])),
+        ),
+    );
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventResponse {
+    pub id: String,
+    pub request_id: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub occurred_at: NaiveDateTime,
+    pub user: Option<UserRef>,
+    pub auth: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: i32,
+    pub duration_ms: f64,
+    pub client_ip: String,
+    pub user_agent: Option<String>,
+    pub headers: serde_json::Value,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl EventResponse {
+    fn new(event: Event, user: Option<(String, String)>) -> Self {
+        EventResponse {
+            id: event.uuid,
+            request_id: event.request_id,
+            occurred_at: event.occurred_at,
+            user: user.map(|(id, username)| UserRef { id, username }),
+            auth: event.auth,
+            method: event.method,
+            path: event.path,
+            query: event.query,
+            status: event.status,
+            duration_ms: event.duration_ms,
+            client_ip: event.client_ip,
+            user_agent: event.user_agent,
+            headers: serde_json::from_str(&event.headers).unwrap_or_default(),
+            detail: event.detail.and_then(|d| serde_json::from_str(&d).ok()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListEventsQuery {
+    pub user_id: Option<String>,
+    pub method: Option<String>,
+    pub path_prefix: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+fn parse_time(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.naive_utc())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
+            ))
+        })
+}
+
+/// The filter of a request, with its user resolved (`None` when the user does not exist).
+async fn filter_of(
+    state: &AppState,
+    query: &ListEventsQuery,
+) -> Result<Option<EventFilter>, ApiError> {
+    let status = match &query.status {
+        None => None,
+        Some(raw) => {
+            let n: i32 = raw
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::BadRequest("status must be a number".into()))?;
+            if !(100..=599).contains(&n) {
+                return Err(ApiError::field(
+                    "status",
+                    "must be an HTTP status (100 to 599)",
+                ));
+            }
+            Some(n)
+        }
+    };
+    let method = query.method.as_ref().map(|m| m.trim().to_ascii_uppercase());
+    let mut filter = EventFilter {
+        method,
+        path_prefix: query.path_prefix.clone().filter(|p| !p.is_empty()),
+        status,
+        since: query
+            .since
+            .as_deref()
+            .map(|v| parse_time(v, "since"))
+            .transpose()?,
+        until: query
+            .until
+            .as_deref()
+            .map(|v| parse_time(v, "until"))
+            .transpose()?,
+        ..Default::default()
+    };
+    if let Some(user) = &query.user_id {
+        let uuid = uuid::Uuid::parse_str(user.trim())
+            .map_err(|_| ApiError::BadRequest("user_id must be a UUID".into()))?
+            .to_string();
+        let found = state
+            .db
+            .run(move |conn| Ok(users::find_by_uuid(conn, &uuid).ok().map(|u| u.id)))
+            .await?;
+        match found {
+            Some(id) => filter.user_id = Some(id),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(filter))
+}
+
+fn wants_csv(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))
+}
+
+async fn list_events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ListEventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let filter = filter_of(&state, &query).await?;
+    if wants_csv(&req) {
+        return Ok(csv_response(state.into_inner(), filter, page.after));
+    }
+    let rows = match filter {
+        None => Vec::new(),
+        Some(filter) => {
+            let (after, fetch) = (page.after.clone(), page.fetch());
+            state
+                .db
+                .run(move |conn| Ok(events::list_events(conn, &filter, after.as_deref(), fetch)?))
+                .await?
+        }
+    };
+    let body: Page<EventResponse> =
+        page.finish(rows, |(e, _)| &e.uuid, |(e, u)| EventResponse::new(e, u));
+    Ok(HttpResponse::Ok().json(body))
+}
+
+const CSV_HEADER: &str =
+    "id,request_id,occurred_at,user_id,username,auth,method,path,query,status,duration_ms,client_ip,user_agent,headers\n";
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+fn csv_row(event: &Event, user: &Option<(String, String)>) -> String {
+    let (user_id, username) = user.clone().unwrap_or_default();
+    let fields = [
+        event.uuid.clone(),
+        event.request_id.clone(),
+        event
+            .occurred_at
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+        user_id,
+        username,
+        event.auth.clone(),
+        event.method.clone(),
+        event.path.clone(),
+        event.query.clone(),
+        event.status.to_string(),
+        format!("{:.3}", event.duration_ms),
+        event.client_ip.clone(),
+        event.user_agent.clone().unwrap_or_default(),
+        event.headers.clone(),
+    ];
+    let mut line = fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
+/// Streams every matching event as CSV, newest first, a keyset page at a time (memory stays
+/// at one page whatever the table size).
+fn csv_response(
+    state: std::sync::Arc<AppState>,
+    filter: Option<EventFilter>,
+    after: Option<String>,
+) -> HttpResponse {
+    const BATCH: i64 = 1000;
+    enum Step {
+        Header(Option<String>),
+        Next(Option<String>),
+        Done,
+    }
+    let body = stream::unfold(Step::Header(after), move |step| {
+        let (state, filter) = (state.clone(), filter.clone());
+        async move {
+            let cursor = match step {
+                Step::Done => return None,
+                Step::Header(cursor) => {
+                    let next = if filter.is_some() {
+                        Step::Next(cursor)
+                    } else {
+                        Step::Done
+                    };
+                    return Some((
+                        Ok::<_, actix_web::Error>(web::Bytes::from_static(CSV_HEADER.as_bytes())),
+                        next,
+                    ));
+                }
+                Step::Next(cursor) => cursor,
+            };
+            let filter = filter?;
+            let rows = state
+                .db
+                .run(move |conn| {
+                    Ok(events::list_events(
+                        conn,
+                        &filter,
+                        cursor.as_deref(),
+                        BATCH,
+                    )?)
+                })
+                .await;
+            match rows {
+                Err(err) => Some((
+                    Err(actix_web::error::ErrorServiceUnavailable(err.to_string())),
+                    Step::Done,
+                )),
+                Ok(rows) => {
+                    let last = rows.last().map(|(e, _)| e.uuid.clone());
+                    let text: String = rows.iter().map(|(e, u)| csv_row(e, u)).collect();
+                    let next = if rows.len() < BATCH as usize {
+                        Step::Done
+                    } else {
+                        Step::Next(last)
+                    };
+                    Some((Ok(web::Bytes::from(text)), next))
+                }
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .streaming(body)
+}

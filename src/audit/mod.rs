@@ -1,0 +1,130 @@
+//! The audit log: one event per request under `/api/` and `/docs`, committed before the
+//! response is released.
+//!
+//! - `record`: turning a request and its response into an event, with secrets redacted.
+//! - [`AuditLog`]: the group-commit writer. Requests hand their event to one writer thread
+//!   through a bounded queue and wait; the writer takes every event that has arrived (up to a
+//!   batch limit), commits them in one transaction, and releases each waiting request. One
+//!   commit (one fsync) serves many requests, and no request is answered before its event is
+//!   durable. When events cannot be written (database down, queue full), the waiting requests
+//!   are told so and answer 503 instead of answering unaudited.
+
+pub mod record;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::Db;
+use crate::models::events::{self, NewEvent};
+
+/// Events waiting for the writer, at most.
+const QUEUE: usize = 8192;
+/// Events in one transaction, at most.
+const MAX_BATCH: usize = 512;
+
+struct Pending {
+    event: NewEvent,
+    done: oneshot::Sender<bool>,
+}
+
+/// Counters for measuring the group commit.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    pub events: AtomicU64,
+    pub batches: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Pending>,
+    stats: Arc<AuditStats>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit log is not keeping up (queue full)")]
+    Busy,
+    #[error("the audit log could not be written")]
+    Unavailable,
+}
+
+impl AuditLog {
+    /// Starts the writer thread over the given database.
+    pub fn start(db: Db) -> Self {
+        let (queue, mut rx) = mpsc::channel::<Pending>(QUEUE);
+        let stats = Arc::new(AuditStats::default());
+        let writer_stats = Arc::clone(&stats);
+        let spawned = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+                let mut rows: Vec<NewEvent> = Vec::with_capacity(MAX_BATCH);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    rows.extend(batch.iter().map(|p| p.event.clone()));
+                    let written = write_batch(&db, &rows);
+                    writer_stats.batches.fetch_add(1, Ordering::Relaxed);
+                    if written {
+                        writer_stats
+                            .events
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    } else {
+                        writer_stats
+                            .failures
+                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    }
+                    for pending in batch.drain(..) {
+                        let _ = pending.done.send(written);
+                    }
+                    rows.clear();
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "could not start the audit writer; requests will answer 503");
+        }
+        AuditLog { queue, stats }
+    }
+
+    /// Queues an event and waits until it is committed.
+    pub async fn record(&self, event: NewEvent) -> Result<(), AuditError> {
+        let (done, committed) = oneshot::channel();
+        self.queue
+            .try_send(Pending { event, done })
+            .map_err(|_| AuditError::Busy)?;
+        match committed.await {
+            Ok(true) => Ok(()),
+            _ => Err(AuditError::Unavailable),
+        }
+    }
+
+    pub fn stats(&self) -> &AuditStats {
+        &self.stats
+    }
+}
+
+fn write_batch(db: &Db, rows: &[NewEvent]) -> bool {
+    // A short retry rides out a busy database; a database that stays down fails the batch.
+    for attempt in 0..2 {
+        let result = db
+            .get_within(Duration::from_secs(1))
+            .and_then(|mut conn| events::insert_events(&mut conn, rows).map_err(Into::into));
+        match result {
+            Ok(()) => return true,
+            Err(err) => {
+                tracing::error!(error = %err, attempt, events = rows.len(), "writing audit events failed");
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+            }
+        }
+    }
+    false
+}
