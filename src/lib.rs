@@ -8,6 +8,7 @@ pub mod codesets;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod history;
 pub mod imaging;
 pub mod middleware;
 pub mod models;

@@ -8,9 +8,10 @@ use validator::Validate;
 
 use super::conditional::{etag, Precondition};
 use super::pagination::{Page, PageRequest};
-use crate::auth::{Access, Role};
+use crate::auth::{Access, CurrentUser, Role};
 use crate::codesets::{known_system, normalise_code};
 use crate::error::ApiError;
+use crate::history::{Action, Change, EntityType};
 use crate::models::codes::{self, Code, NewCode};
 use crate::state::AppState;
 
@@ -193,8 +194,10 @@ fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpRespons
 
 async fn create_code(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     body: web::Json<CreateCodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let change = Change::by(&caller);
     let body = body.into_inner();
     body.validate()?;
     if !known_system(&body.system) {
@@ -210,13 +213,23 @@ async fn create_code(
         .db
         .run(move |conn| {
             codes::ensure_code_systems(conn)?;
-            if codes::find_code(conn, &new.system_id, &new.code).is_ok() {
-                return Err(ApiError::Conflict(format!(
-                    "{} {} exists already",
-                    new.system_id, new.code
-                )));
-            }
-            Ok(codes::insert_code(conn, &new)?)
+            crate::db::write_transaction(conn, |conn| {
+                if codes::find_code(conn, &new.system_id, &new.code).is_ok() {
+                    return Err(ApiError::Conflict(format!(
+                        "{} {} exists already",
+                        new.system_id, new.code
+                    )));
+                }
+                let created = codes::insert_code(conn, &new)?;
+                change.record(
+                    conn,
+                    EntityType::Code,
+                    &created.uuid,
+                    Action::Create,
+                    &CodeResponse::from(created.clone()),
+                )?;
+                Ok(created)
+            })
         })
         .await?;
     Ok(code_response(created, actix_web::http::StatusCode::CREATED))
@@ -234,34 +247,52 @@ async fn get_code(
     Ok(code_response(found, actix_web::http::StatusCode::OK))
 }
 
+/// Applies a change to the code named by the path, honouring `If-Match`, and records it.
 async fn change_code(
     state: &AppState,
     req: &HttpRequest,
+    change: Change,
     path: &(String, String),
     description: Option<String>,
     is_active: Option<bool>,
 ) -> Result<Code, ApiError> {
     let (system, code) = path_code(path)?;
     let precondition = Precondition::from_request(req);
+    let action = if is_active == Some(false) {
+        Action::Delete
+    } else {
+        Action::Update
+    };
     state
         .db
         .run(move |conn| {
-            let current = codes::find_code(conn, &system, &code)?;
-            precondition.check(current.version)?;
-            codes::update_code(
-                conn,
-                current.id,
-                current.version,
-                description.as_deref(),
-                is_active,
-            )?
-            .ok_or(ApiError::PreconditionFailed)
+            crate::db::write_transaction(conn, |conn| {
+                let current = codes::find_code(conn, &system, &code)?;
+                precondition.check(current.version)?;
+                let updated = codes::update_code(
+                    conn,
+                    current.id,
+                    current.version,
+                    description.as_deref(),
+                    is_active,
+                )?
+                .ok_or(ApiError::PreconditionFailed)?;
+                change.record(
+                    conn,
+                    EntityType::Code,
+                    &updated.uuid,
+                    action,
+                    &CodeResponse::from(updated.clone()),
+                )?;
+                Ok(updated)
+            })
         })
         .await
 }
 
 async fn update_code(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<UpdateCodeRequest>,
@@ -271,6 +302,7 @@ async fn update_code(
     let updated = change_code(
         &state,
         &req,
+        Change::by(&caller),
         &path,
         Some(body.description.trim().to_owned()),
         None,
@@ -281,9 +313,10 @@ async fn update_code(
 
 async fn delete_code(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    change_code(&state, &req, &path, None, Some(false)).await?;
+    change_code(&state, &req, Change::by(&caller), &path, None, Some(false)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -16,6 +16,7 @@ use crate::auth::{Access, CurrentUser, Role};
 use crate::codesets::{known_system, normalise_code};
 use crate::db::DbConnection;
 use crate::error::ApiError;
+use crate::history::{Action, Change, EntityType};
 use crate::models::codes;
 use crate::models::diseases::{self, Disease};
 use crate::models::users::user_refs;
@@ -177,6 +178,18 @@ fn single(conn: &mut DbConnection, disease: Disease) -> Result<(DiseaseResponse,
     Ok((view, version))
 }
 
+/// Like [`single`], and records the disease as it is now in its history.
+fn single_recorded(
+    conn: &mut DbConnection,
+    disease: Disease,
+    change: &Change,
+    action: Action,
+) -> Result<(DiseaseResponse, i32), ApiError> {
+    let (view, version) = single(conn, disease)?;
+    change.record(conn, EntityType::Disease, &view.id, action, &view)?;
+    Ok((view, version))
+}
+
 async fn list_diseases(
     state: web::Data<AppState>,
     query: web::Query<ListDiseasesQuery>,
@@ -213,6 +226,7 @@ async fn create_disease(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;
+    let change = Change::by(&caller);
     let (view, version) = state
         .db
         .run(move |conn| {
@@ -227,7 +241,7 @@ async fn create_disease(
                 let disease =
                     diseases::insert_disease(conn, name, body.description.as_deref(), caller.id)?;
                 diseases::set_disease_codes(conn, disease.id, &code_ids)?;
-                single(conn, disease)
+                single_recorded(conn, disease, &change, Action::Create)
             })
         })
         .await?;
@@ -251,6 +265,7 @@ async fn get_disease(
 
 async fn update_disease(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<UpdateDiseaseRequest>,
@@ -259,6 +274,7 @@ async fn update_disease(
     let body = body.into_inner();
     body.validate()?;
     let precondition = Precondition::from_request(&req);
+    let change = Change::by(&caller);
     let (view, version) = state
         .db
         .run(move |conn| {
@@ -291,7 +307,7 @@ async fn update_disease(
                 if let Some(code_ids) = code_ids {
                     diseases::set_disease_codes(conn, updated.id, &code_ids)?;
                 }
-                single(conn, updated)
+                single_recorded(conn, updated, &change, Action::Update)
             })
         })
         .await?;
@@ -300,22 +316,34 @@ async fn update_disease(
 
 async fn delete_disease(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let precondition = Precondition::from_request(&req);
+    let change = Change::by(&caller);
     state
         .db
         .run(move |conn| {
-            let current = diseases::find_disease(conn, &id)?;
-            precondition.check(current.version)?;
-            if !current.is_active {
-                return Ok(());
-            }
-            diseases::update_disease(conn, current.id, current.version, None, None, Some(false))?
+            crate::db::write_transaction(conn, |conn| {
+                let current = diseases::find_disease(conn, &id)?;
+                precondition.check(current.version)?;
+                if !current.is_active {
+                    return Ok(());
+                }
+                let updated = diseases::update_disease(
+                    conn,
+                    current.id,
+                    current.version,
+                    None,
+                    None,
+                    Some(false),
+                )?
                 .ok_or(ApiError::PreconditionFailed)?;
-            Ok(())
+                single_recorded(conn, updated, &change, Action::Delete)?;
+                Ok(())
+            })
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

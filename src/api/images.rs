@@ -23,6 +23,7 @@ use super::{nullable, parse_id, rfc3339};
 use crate::auth::{Access, CurrentUser, Role};
 use crate::db::DbConnection;
 use crate::error::ApiError;
+use crate::history::{Action, Change, EntityType};
 use crate::imaging::{deidentify, ImageKind};
 use crate::models::images::{self, Assignment, Image, ImageFilter, NewImage};
 use crate::models::{codes, diseases, labels, users};
@@ -220,6 +221,15 @@ fn image_views(
         .collect())
 }
 
+/// The caller's view of one image (for history's revert, which answers like `GET`).
+pub fn image_view_of(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    image: Image,
+) -> Result<ImageResponse, ApiError> {
+    Ok(single(conn, caller, image)?.0)
+}
+
 fn single(
     conn: &mut DbConnection,
     caller: &CurrentUser,
@@ -230,6 +240,33 @@ fn single(
         .pop()
         .ok_or(ApiError::NotFound)?;
     Ok((view, version))
+}
+
+/// Records the image as it is now (after a change of `action`) in its history, and returns
+/// the caller's view of it. Editors (the owner, an admin) see the full image, so the snapshot
+/// is complete.
+fn single_recorded(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    image: Image,
+    change: &Change,
+    action: Action,
+) -> Result<(ImageResponse, i32), ApiError> {
+    let (view, version) = single(conn, caller, image)?;
+    change.record(conn, EntityType::Image, &view.id, action, &view)?;
+    Ok((view, version))
+}
+
+/// Records an image's state after a change of its diagnosis (an update of the image).
+fn record_current(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    image_id: &str,
+    change: &Change,
+) -> Result<(), ApiError> {
+    let image = images::find_live_image(conn, image_id)?;
+    single_recorded(conn, caller, image, change, Action::Update)?;
+    Ok(())
 }
 
 fn image_response(view: ImageResponse, version: i32, status: StatusCode) -> HttpResponse {
@@ -427,6 +464,7 @@ async fn upload_image(
         return Err(ApiError::field("file", "a `file` part is required"));
     };
     let object_key = pending.key().to_string();
+    let change = Change::by(&caller);
     let result = state
         .db
         .run(move |conn| {
@@ -445,7 +483,7 @@ async fn upload_image(
                         object_key: &object_key,
                     },
                 )?;
-                single(conn, &caller, image)
+                single_recorded(conn, &caller, image, &change, Action::Create)
             })
         })
         .await;
@@ -487,6 +525,7 @@ async fn update_image(
     let id = parse_id(&id)?;
     let body = body.into_inner();
     body.validate()?;
+    let change = Change::by(&caller);
     let precondition = Precondition::from_request(&req);
     let (view, version) = state
         .db
@@ -498,7 +537,7 @@ async fn update_image(
                 let updated =
                     images::update_image(conn, image.id, image.version, description, false)?
                         .ok_or(ApiError::PreconditionFailed)?;
-                single(conn, &caller, updated)
+                single_recorded(conn, &caller, updated, &change, Action::Update)
             })
         })
         .await?;
@@ -512,15 +551,19 @@ async fn delete_image(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    let change = Change::by(&caller);
     let precondition = Precondition::from_request(&req);
     state
         .db
         .run(move |conn| {
-            let image = editable(conn, &caller, &id)?;
-            precondition.check(image.version)?;
-            images::update_image(conn, image.id, image.version, None, true)?
-                .ok_or(ApiError::PreconditionFailed)?;
-            Ok(())
+            crate::db::write_transaction(conn, |conn| {
+                let image = editable(conn, &caller, &id)?;
+                precondition.check(image.version)?;
+                let deleted = images::update_image(conn, image.id, image.version, None, true)?
+                    .ok_or(ApiError::PreconditionFailed)?;
+                single_recorded(conn, &caller, deleted, &change, Action::Delete)?;
+                Ok(())
+            })
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -554,6 +597,7 @@ async fn assign_label(
     let id = parse_id(&id)?;
     let body = body.into_inner();
     body.validate()?;
+    let change = Change::by(&caller);
     let image_id = id.clone();
     let assignment = state
         .db
@@ -576,6 +620,7 @@ async fn assign_label(
                 }
                 images::assign_label(conn, image.id, label.id, body.note.as_deref(), caller.id)?;
                 images::touch_image(conn, image.id)?;
+                record_current(conn, &caller, &image.uuid, &change)?;
                 let rows = images::assignments_of(conn, &[image.id])?
                     .remove(&image.id)
                     .unwrap_or_default();
@@ -599,6 +644,7 @@ async fn unassign_label(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.0)?;
+    let change = Change::by(&caller);
     let label_id = parse_id(&path.1)?;
     state
         .db
@@ -610,6 +656,7 @@ async fn unassign_label(
                     return Err(ApiError::NotFound);
                 }
                 images::touch_image(conn, image.id)?;
+                record_current(conn, &caller, &image.uuid, &change)?;
                 Ok(())
             })
         })

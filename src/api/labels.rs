@@ -15,6 +15,7 @@ use super::{nullable, parse_id, rfc3339};
 use crate::auth::{Access, CurrentUser, Role};
 use crate::db::DbConnection;
 use crate::error::ApiError;
+use crate::history::{Action, Change, EntityType};
 use crate::models::diseases;
 use crate::models::labels::{self, Label};
 use crate::models::users::user_refs;
@@ -163,6 +164,18 @@ fn single(conn: &mut DbConnection, label: Label) -> Result<(LabelResponse, i32),
     Ok((view, version))
 }
 
+/// Like [`single`], and records the label as it is now in its history.
+fn single_recorded(
+    conn: &mut DbConnection,
+    label: Label,
+    change: &Change,
+    action: Action,
+) -> Result<(LabelResponse, i32), ApiError> {
+    let (view, version) = single(conn, label)?;
+    change.record(conn, EntityType::Label, &view.id, action, &view)?;
+    Ok((view, version))
+}
+
 async fn list_labels(
     state: web::Data<AppState>,
     query: web::Query<ListLabelsQuery>,
@@ -189,6 +202,7 @@ async fn create_label(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;
+    let change = Change::by(&caller);
     let (view, version) = state
         .db
         .run(move |conn| {
@@ -203,7 +217,7 @@ async fn create_label(
                 let label =
                     labels::insert_label(conn, name, body.description.as_deref(), caller.id)?;
                 labels::set_label_diseases(conn, label.id, &disease_ids)?;
-                single(conn, label)
+                single_recorded(conn, label, &change, Action::Create)
             })
         })
         .await?;
@@ -227,6 +241,7 @@ async fn get_label(
 
 async fn update_label(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<UpdateLabelRequest>,
@@ -235,6 +250,7 @@ async fn update_label(
     let body = body.into_inner();
     body.validate()?;
     let precondition = Precondition::from_request(&req);
+    let change = Change::by(&caller);
     let (view, version) = state
         .db
         .run(move |conn| {
@@ -267,7 +283,7 @@ async fn update_label(
                 if let Some(disease_ids) = disease_ids {
                     labels::set_label_diseases(conn, updated.id, &disease_ids)?;
                 }
-                single(conn, updated)
+                single_recorded(conn, updated, &change, Action::Update)
             })
         })
         .await?;
@@ -276,22 +292,34 @@ async fn update_label(
 
 async fn delete_label(
     state: web::Data<AppState>,
+    caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let precondition = Precondition::from_request(&req);
+    let change = Change::by(&caller);
     state
         .db
         .run(move |conn| {
-            let current = labels::find_label(conn, &id)?;
-            precondition.check(current.version)?;
-            if !current.is_active {
-                return Ok(());
-            }
-            labels::update_label(conn, current.id, current.version, None, None, Some(false))?
+            crate::db::write_transaction(conn, |conn| {
+                let current = labels::find_label(conn, &id)?;
+                precondition.check(current.version)?;
+                if !current.is_active {
+                    return Ok(());
+                }
+                let updated = labels::update_label(
+                    conn,
+                    current.id,
+                    current.version,
+                    None,
+                    None,
+                    Some(false),
+                )?
                 .ok_or(ApiError::PreconditionFailed)?;
-            Ok(())
+                single_recorded(conn, updated, &change, Action::Delete)?;
+                Ok(())
+            })
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

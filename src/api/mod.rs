@@ -8,6 +8,7 @@ pub mod diseases;
 pub mod events;
 pub mod groups;
 pub mod health;
+pub mod history;
 pub mod images;
 pub mod labels;
 pub mod pagination;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     labels::configure(cfg);
     images::configure(cfg);
     events::configure(cfg);
+    history::configure(cfg);
 }
 
 /// A path id: anything that is not a UUID names nothing (404). Returns the canonical form.

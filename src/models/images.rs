@@ -255,3 +255,50 @@ pub fn touch_image(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
         .execute(conn)?;
     Ok(())
 }
+
+/// An image whether or not it was deleted (history still answers for deleted images).
+pub fn find_any_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image> {
+    images::table
+        .filter(images::uuid.eq(uuid))
+        .select(Image::as_select())
+        .first(conn)
+}
+
+/// Restores an image's metadata from a snapshot: live again, with this description.
+pub fn restore_image(
+    conn: &mut DbConnection,
+    id: i64,
+    description: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(images::table.find(id))
+        .set((
+            images::description.eq(description),
+            images::deleted_at.eq(None::<NaiveDateTime>),
+            images::version.eq(images::version + 1),
+            images::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Replaces an image's label set (a diagnosis restored from history).
+pub fn replace_assignments(
+    conn: &mut DbConnection,
+    image_id: i64,
+    rows: &[(i64, Option<String>, i64, NaiveDateTime)],
+) -> QueryResult<()> {
+    diesel::delete(image_labels::table.filter(image_labels::image_id.eq(image_id)))
+        .execute(conn)?;
+    for (label_id, note, by, at) in rows {
+        diesel::insert_into(image_labels::table)
+            .values((
+                image_labels::image_id.eq(image_id),
+                image_labels::label_id.eq(label_id),
+                image_labels::note.eq(note),
+                image_labels::assigned_by.eq(by),
+                image_labels::assigned_at.eq(at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@ pub mod codes;
 pub mod diseases;
 pub mod events;
 pub mod groups;
+pub mod history;
 pub mod images;
 pub mod labels;
 pub mod login_failures;

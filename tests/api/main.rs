@@ -3,6 +3,7 @@
 
 mod fixtures;
 mod helpers;
+mod history;
 
 mod auth;
 mod cli;
