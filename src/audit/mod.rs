@@ -55,40 +55,12 @@ pub enum AuditError {
 impl AuditLog {
     /// Starts the writer thread over the given database.
     pub fn start(db: Db) -> Self {
-        let (queue, mut rx) = mpsc::channel::<Pending>(QUEUE);
+        let (queue, rx) = mpsc::channel::<Pending>(QUEUE);
         let stats = Arc::new(AuditStats::default());
         let writer_stats = Arc::clone(&stats);
         let spawned = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || {
-                let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-                let mut rows: Vec<NewEvent> = Vec::with_capacity(MAX_BATCH);
-                while let Some(first) = rx.blocking_recv() {
-                    batch.push(first);
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
-                        }
-                    }
-                    rows.extend(batch.iter().map(|p| p.event.clone()));
-                    let written = write_batch(&db, &rows);
-                    writer_stats.batches.fetch_add(1, Ordering::Relaxed);
-                    if written {
-                        writer_stats
-                            .events
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    } else {
-                        writer_stats
-                            .failures
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    }
-                    for pending in batch.drain(..) {
-                        let _ = pending.done.send(written);
-                    }
-                    rows.clear();
-                }
-            });
+            .spawn(move || run_writer(db, rx, writer_stats));
         if let Err(err) = spawned {
             tracing::error!(error = %err, "could not start the audit writer; requests will answer 503");
         }
@@ -109,6 +81,51 @@ impl AuditLog {
 
     pub fn stats(&self) -> &AuditStats {
         &self.stats
+    }
+}
+
+/// The writer loop: take what has arrived, commit it at once, release the waiters; every 10 s
+/// of activity, log how many events each commit carried.
+fn run_writer(db: Db, mut rx: mpsc::Receiver<Pending>, stats: Arc<AuditStats>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    let mut rows: Vec<NewEvent> = Vec::with_capacity(MAX_BATCH);
+    let mut reported = (std::time::Instant::now(), 0u64, 0u64);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        rows.extend(batch.iter().map(|p| p.event.clone()));
+        let written = write_batch(&db, &rows);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let counter = if written {
+            &stats.events
+        } else {
+            &stats.failures
+        };
+        counter.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(written);
+        }
+        rows.clear();
+        if reported.0.elapsed() >= Duration::from_secs(10) {
+            let (events, batches) = (
+                stats.events.load(Ordering::Relaxed),
+                stats.batches.load(Ordering::Relaxed),
+            );
+            tracing::info!(
+                events = events - reported.1,
+                batches = batches - reported.2,
+                mean_batch = (events - reported.1) as f64 / (batches - reported.2).max(1) as f64,
+                total_events = events,
+                total_batches = batches,
+                "audit group commit"
+            );
+            reported = (std::time::Instant::now(), events, batches);
+        }
     }
 }
 

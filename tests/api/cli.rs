@@ -59,6 +59,7 @@ async fn serve_creates_a_first_admin_who_creates_a_doctor_who_logs_in() {
     let mut child = medlabel(dir.path(), &url)
         .arg("serve")
         .env("MEDLABEL_BIND", "127.0.0.1:0")
+        .env("MEDLABEL_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -84,18 +85,17 @@ async fn serve_creates_a_first_admin_who_creates_a_doctor_who_logs_in() {
     // Drain the log on a thread (a closed pipe must not stall the server), passing on the
     // listening address and checking that the admin's password never appears in it.
     let (tx, rx) = std::sync::mpsc::channel();
-    let secret = password.clone();
     let logs = std::thread::spawn(move || {
-        let mut leaked = false;
+        let mut lines = Vec::new();
         for line in stderr.lines().map_while(Result::ok) {
-            leaked |= line.contains(&secret);
             if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
                 if let Some(a) = entry["address"].as_str() {
                     let _ = tx.send(a.to_owned());
                 }
             }
+            lines.push(line);
         }
-        leaked
+        lines
     });
     let started = Instant::now();
     let address = rx
@@ -119,11 +119,45 @@ async fn serve_creates_a_first_admin_who_creates_a_doctor_who_logs_in() {
     let login = doctor.login("dr.grey", "seattle grace 2005").await;
     assert_eq!(login.status, StatusCode::OK);
     assert_eq!(login.body["user"]["roles"], json!(["doctor"]));
+
+    // Secrets sent every way a client might send them never reach the logs (at debug level).
+    let canary = "c4nary-l0g-s3cret";
+    let anon = TestClient::new(&address);
+    anon.login("dr.grey", canary).await;
+    for header in [
+        "authorization",
+        "cookie",
+        "x-api-key",
+        "proxy-authorization",
+    ] {
+        let value = format!("Bearer {canary}");
+        anon.send(
+            actix_web::http::Method::GET,
+            "/api/v1/auth/me",
+            None,
+            &[(header, value.as_str())],
+        )
+        .await;
+    }
+    anon.get(&format!("/api/v1/labels?token={canary}&password={canary}"))
+        .await;
+    let session = doctor.cookie.borrow().clone().unwrap();
+    let session_value = session.split_once('=').unwrap().1.to_owned();
+    std::thread::sleep(Duration::from_millis(300));
     drop(_server);
-    assert!(
-        !logs.join().unwrap(),
-        "the admin password never reaches the logs"
-    );
+    let lines = logs.join().unwrap();
+    assert!(lines.len() > 5, "the server logged");
+    for secret in [
+        password.as_str(),
+        canary,
+        "seattle grace 2005",
+        session_value.as_str(),
+    ] {
+        assert!(
+            !lines.iter().any(|l| l.contains(secret)),
+            "a secret reached the logs"
+        );
+    }
 }
 
 #[test]
