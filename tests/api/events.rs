@@ -224,6 +224,28 @@ async fn admins_list_filter_and_export_events() {
         .iter()
         .all(|e| e["user"].is_null() && e["status"] == 401));
     assert!(!anon.body["items"].as_array().unwrap().is_empty());
+    let (since, until) = (
+        chrono::Utc::now() - chrono::TimeDelta::minutes(5),
+        chrono::Utc::now() + chrono::TimeDelta::minutes(5),
+    );
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let window = admin
+        .get(&format!(
+            "/api/v1/events?since={}&until={}&status=404",
+            fmt(since),
+            fmt(until)
+        ))
+        .await;
+    assert_eq!(
+        window.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        window.text
+    );
+    let before_it = admin
+        .get(&format!("/api/v1/events?until={}", fmt(since)))
+        .await;
+    assert_eq!(before_it.body["items"], json!([]));
     let future = admin.get("/api/v1/events?since=2999-01-01T00:00:00Z").await;
     assert_eq!(future.body["items"], json!([]));
     let past = admin.get("/api/v1/events?until=2000-01-01T00:00:00Z").await;
