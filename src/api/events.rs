@@ -77,16 +77,6 @@ pub struct ListEventsQuery {
     pub cursor: Option<String>,
 }
 
-fn parse_time(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.naive_utc())
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
-            ))
-        })
-}
-
 /// The filter of a request, with its user resolved (`None` when the user does not exist).
 async fn filter_of(
     state: &AppState,
@@ -116,19 +106,17 @@ async fn filter_of(
         since: query
             .since
             .as_deref()
-            .map(|v| parse_time(v, "since"))
+            .map(|v| super::parse_timestamp(v, "since"))
             .transpose()?,
         until: query
             .until
             .as_deref()
-            .map(|v| parse_time(v, "until"))
+            .map(|v| super::parse_timestamp(v, "until"))
             .transpose()?,
         ..Default::default()
     };
     if let Some(user) = &query.user_id {
-        let uuid = uuid::Uuid::parse_str(user.trim())
-            .map_err(|_| ApiError::BadRequest("user_id must be a UUID".into()))?
-            .to_string();
+        let uuid = super::parse_query_uuid(user, "user_id")?;
         let found = state
             .db
             .run(move |conn| Ok(users::find_by_uuid(conn, &uuid).ok().map(|u| u.id)))

@@ -221,16 +221,6 @@ async fn code_history(
     entity_page(&state, caller, EntityType::Code, uuid, query.into_inner()).await
 }
 
-fn parse_time(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.naive_utc())
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
-            ))
-        })
-}
-
 async fn list_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -249,27 +239,25 @@ async fn list_history(
     let entity_id = query
         .entity_id
         .as_deref()
-        .map(|v| uuid::Uuid::parse_str(v.trim()).map(|u| u.to_string()))
-        .transpose()
-        .map_err(|_| ApiError::BadRequest("entity_id must be a UUID".into()))?;
+        .map(|v| super::parse_query_uuid(v, "entity_id"))
+        .transpose()?;
     let changed_by = query
         .changed_by
         .as_deref()
-        .map(|v| uuid::Uuid::parse_str(v.trim()).map(|u| u.to_string()))
-        .transpose()
-        .map_err(|_| ApiError::BadRequest("changed_by must be a UUID".into()))?;
+        .map(|v| super::parse_query_uuid(v, "changed_by"))
+        .transpose()?;
     let mut filter = HistoryFilter {
         entity_type: query.entity_type.clone(),
         entity_id,
         since: query
             .since
             .as_deref()
-            .map(|v| parse_time(v, "since"))
+            .map(|v| super::parse_timestamp(v, "since"))
             .transpose()?,
         until: query
             .until
             .as_deref()
-            .map(|v| parse_time(v, "until"))
+            .map(|v| super::parse_timestamp(v, "until"))
             .transpose()?,
         // A doctor who is neither researcher nor admin sees images of their own only.
         own_images_of: (!caller.is_admin() && !caller.has(Role::Researcher)).then_some(caller.id),

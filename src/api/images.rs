@@ -278,22 +278,6 @@ fn image_response(view: ImageResponse, version: i32, status: StatusCode) -> Http
     res.json(view)
 }
 
-fn parse_time(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.naive_utc())
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
-            ))
-        })
-}
-
-fn parse_uuid(raw: &str, field: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw.trim())
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::BadRequest(format!("{field} must be a UUID")))
-}
-
 async fn list_images(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -304,17 +288,17 @@ async fn list_images(
     let label = query
         .label_id
         .as_deref()
-        .map(|v| parse_uuid(v, "label_id"))
+        .map(|v| super::parse_query_uuid(v, "label_id"))
         .transpose()?;
     let disease = query
         .disease_id
         .as_deref()
-        .map(|v| parse_uuid(v, "disease_id"))
+        .map(|v| super::parse_query_uuid(v, "disease_id"))
         .transpose()?;
     let uploader = query
         .uploaded_by
         .as_deref()
-        .map(|v| parse_uuid(v, "uploaded_by"))
+        .map(|v| super::parse_query_uuid(v, "uploaded_by"))
         .transpose()?;
     let code = query.code.as_deref().map(parse_code_filter).transpose()?;
     if let Some(ct) = &query.content_type {
@@ -330,12 +314,12 @@ async fn list_images(
         created_after: query
             .created_after
             .as_deref()
-            .map(|v| parse_time(v, "created_after"))
+            .map(|v| super::parse_timestamp(v, "created_after"))
             .transpose()?,
         created_before: query
             .created_before
             .as_deref()
-            .map(|v| parse_time(v, "created_before"))
+            .map(|v| super::parse_timestamp(v, "created_before"))
             .transpose()?,
         ..Default::default()
     };

@@ -41,6 +41,24 @@ pub fn parse_id(raw: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::NotFound)
 }
 
+/// A timestamp query parameter (RFC 3339); unparseable -> 400.
+pub fn parse_timestamp(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.naive_utc())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
+            ))
+        })
+}
+
+/// A UUID query parameter, in canonical form; unparseable -> 400 (a path id is 404 instead).
+pub fn parse_query_uuid(raw: &str, field: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::BadRequest(format!("{field} must be a UUID")))
+}
+
 /// Serialises a UTC timestamp as RFC 3339 with milliseconds: `2026-11-21T09:30:00.123Z`.
 pub fn rfc3339<S: Serializer>(at: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&at.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
