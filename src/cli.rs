@@ -33,6 +33,19 @@ pub enum Command {
     CreateUserGroups,
     /// Create a user; the password comes from standard input or is generated and printed.
     CreateUser(CreateUserArgs),
+    /// Load realistic demo data: users (printed with passwords and API tokens), a vocabulary
+    /// linked to real ICD codes, generated images with diagnoses. Running it again adds more.
+    CreateDummyData {
+        #[arg(long, default_value_t = 3)]
+        doctors: usize,
+        #[arg(long, default_value_t = 2)]
+        researchers: usize,
+        #[arg(long, default_value_t = 20)]
+        images_per_doctor: usize,
+        /// Seed for the generated content (random when absent).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Import a code list: TSV or TSV.gz with a header row (`code`, `long_description` or
     /// `description`, optional `short_description` and `billable`). Idempotent.
     ImportCodes {
@@ -101,6 +114,20 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::CreateUser(args) => create_user(settings, args),
         Command::ImportCodes { system, file } => import_codes(settings, &system, &file),
+        Command::CreateDummyData {
+            doctors,
+            researchers,
+            images_per_doctor,
+            seed,
+        } => {
+            let options = crate::dummy_data::DummyOptions {
+                doctors,
+                researchers,
+                images_per_doctor,
+                seed: seed.unwrap_or_else(rand::random),
+            };
+            create_dummy_data(settings, options)
+        }
     }
 }
 
@@ -221,6 +248,46 @@ fn import_codes(settings: Settings, system: &str, file: &std::path::Path) -> any
     );
     for (line, code) in parsed.rejected.iter().take(10) {
         println!("  line {line}: {code:?} is not a valid {system} code");
+    }
+    Ok(())
+}
+
+fn create_dummy_data(
+    settings: Settings,
+    options: crate::dummy_data::DummyOptions,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let state = AppState::open(settings)?;
+    let bar = indicatif::ProgressBar::new((options.doctors * options.images_per_doctor) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let summary = actix_web::rt::System::new().block_on(crate::dummy_data::create_dummy_data(
+        &state,
+        &options,
+        || bar.inc(1),
+    ))?;
+    bar.finish_and_clear();
+    println!(
+        "created {} users, {} images with {} diagnoses, {} labels and {} diseases (seed {}) in {:.1}s",
+        summary.users.len(),
+        summary.images,
+        summary.diagnoses,
+        summary.labels,
+        summary.diseases,
+        options.seed,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{:<28} {:<11} {:<26} token", "username", "role", "password");
+    for user in &summary.users {
+        println!(
+            "{:<28} {:<11} {:<26} {}",
+            user.username,
+            user.roles.join(","),
+            user.password,
+            user.token
+        );
     }
     Ok(())
 }

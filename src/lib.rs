@@ -7,6 +7,7 @@ pub mod cli;
 pub mod codesets;
 pub mod config;
 pub mod db;
+pub mod dummy_data;
 pub mod error;
 pub mod history;
 pub mod imaging;

@@ -294,3 +294,100 @@ fn import_codes_is_idempotent_and_reports_rejected_lines() {
     );
     assert!(!ok && err.contains("unknown code system"), "{err}");
 }
+
+#[test]
+fn create_dummy_data_is_realistic_deterministic_and_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let args = [
+        "create-dummy-data",
+        "--doctors",
+        "2",
+        "--researchers",
+        "1",
+        "--images-per-doctor",
+        "3",
+        "--seed",
+        "42",
+    ];
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let (ok, first, err) = run(
+        medlabel(dir.path(), &url)
+            .args(args)
+            .env("STORAGE_URL", &storage),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(first.contains("created 3 users, 6 images"), "{first}");
+    assert!(first.contains("12 labels and 12 diseases"), "{first}");
+    let users: Vec<Vec<String>> = first
+        .lines()
+        .filter(|l| l.contains("mlt_"))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(users.len(), 3);
+
+    // Same seed on another database: the same people.
+    let other = tempfile::tempdir().unwrap();
+    let other_url = fresh_database_url(other.path());
+    let (ok, again, _) = run(medlabel(other.path(), &other_url).args(args), None);
+    assert!(ok);
+    let names = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("mlt_"))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first), names(&again), "deterministic with --seed");
+
+    // A second run on the same database adds more, without errors.
+    let (ok, second, err) = run(
+        medlabel(dir.path(), &url)
+            .args(args)
+            .env("STORAGE_URL", &storage),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(second.contains("created 3 users, 6 images"), "{second}");
+    assert!(
+        second.contains("0 labels and 0 diseases"),
+        "the vocabulary is reused: {second}"
+    );
+
+    let db = medlabel::db::Db::connect(&url, 1).unwrap();
+    let mut conn = db.get().unwrap();
+    use diesel::prelude::*;
+    use medlabel::db::schema::{disease_codes, history, images};
+    let image_count: i64 = images::table.count().get_result(&mut *conn).unwrap();
+    assert_eq!(image_count, 12);
+    let linked_codes: i64 = disease_codes::table.count().get_result(&mut *conn).unwrap();
+    assert!(
+        linked_codes >= 20,
+        "diseases carry real ICD-10 and ICD-9 codes"
+    );
+    let entries: i64 = history::table.count().get_result(&mut *conn).unwrap();
+    assert!(
+        entries >= 12 + 24,
+        "every image and vocabulary entry has history"
+    );
+    // The printed tokens and passwords work.
+    let (username, password, token) = (&users[0][0], &users[0][2], &users[0][3]);
+    let found = medlabel::models::api_tokens::authenticate_token(
+        &mut conn,
+        &medlabel::auth::tokens::digest(token),
+    )
+    .unwrap();
+    assert_eq!(&found.unwrap().1.username, username);
+    let user = medlabel::models::users::find_by_username(&mut conn, username)
+        .unwrap()
+        .unwrap();
+    assert!(medlabel::auth::password::verify_password(
+        &user.password_hash,
+        password
+    ));
+    assert!(user.email.is_some_and(|e| e.contains('@')) && user.full_name.is_some());
+    let stored = std::fs::read_dir(dir.path().join("objects/images"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 12, "every image row has its object");
+}

@@ -1,0 +1,488 @@
+//! `medlabel create-dummy-data`: realistic demo data. Doctors and researchers with fake names,
+//! emails, passwords and API tokens; a label vocabulary and diseases linked to real ICD-10-CM
+//! and ICD-9-CM codes from the bundled lists; generated PNG, JPEG and small DICOM images of
+//! varied sizes stored like uploads; diagnoses on them; a history entry for every change, as
+//! the API would record. Deterministic for a given `--seed` (passwords and tokens excepted).
+//! Running it again adds more data.
+
+use std::io::Cursor;
+
+use anyhow::Context as _;
+use fake::faker::internet::en::SafeEmail;
+use fake::faker::name::en::{FirstName, LastName};
+use fake::Fake;
+use object_store::{ObjectStoreExt as _, PutPayload};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{password, tokens, AuthKind, CurrentUser, Role, RoleSet};
+use crate::db::DbConnection;
+use crate::history::{Action, Change, EntityType};
+use crate::imaging::ImageKind;
+use crate::models::{api_tokens, codes, diseases, images, labels, users};
+use crate::state::AppState;
+use crate::storage::Storage;
+
+/// (disease and label name, description, codes as `system:code`).
+const VOCABULARY: [(&str, &str, &[&str]); 12] = [
+    (
+        "Pneumonia",
+        "Infection of the lung parenchyma",
+        &["icd-10:J18.9", "icd-9:486"],
+    ),
+    (
+        "Pleural effusion",
+        "Fluid in the pleural space",
+        &["icd-10:J90", "icd-9:511.9"],
+    ),
+    (
+        "Pneumothorax",
+        "Air in the pleural space",
+        &["icd-10:J93.9", "icd-9:512.89"],
+    ),
+    (
+        "Cardiomegaly",
+        "Enlarged cardiac silhouette",
+        &["icd-10:I51.7", "icd-9:429.3"],
+    ),
+    (
+        "Atelectasis",
+        "Collapse of lung tissue",
+        &["icd-10:J98.11", "icd-9:518.0"],
+    ),
+    (
+        "Pulmonary nodule",
+        "Solitary nodule of the lung",
+        &["icd-10:R91.1", "icd-9:793.11"],
+    ),
+    (
+        "Femoral neck fracture",
+        "Fracture of the neck of the femur",
+        &["icd-10:S72.009A", "icd-9:820.8"],
+    ),
+    (
+        "Knee osteoarthritis",
+        "Degenerative joint disease of the knee",
+        &["icd-10:M17.9", "icd-9:715.96"],
+    ),
+    (
+        "Ischemic stroke",
+        "Cerebral infarction",
+        &["icd-10:I63.9", "icd-9:434.91"],
+    ),
+    (
+        "Lung carcinoma",
+        "Malignant neoplasm of the bronchus or lung",
+        &["icd-10:C34.90", "icd-9:162.9"],
+    ),
+    (
+        "Appendicitis",
+        "Acute appendicitis",
+        &["icd-10:K35.80", "icd-9:540.9"],
+    ),
+    (
+        "Kidney stone",
+        "Calculus of the kidney",
+        &["icd-10:N20.0", "icd-9:592.0"],
+    ),
+];
+
+const STUDIES: [&str; 8] = [
+    "Chest X-ray, PA view",
+    "Chest X-ray, lateral view",
+    "CT head without contrast",
+    "Knee X-ray, AP view",
+    "Hip X-ray",
+    "CT abdomen, axial slice",
+    "CT chest, axial slice",
+    "Follow-up imaging",
+];
+
+#[derive(Debug, Clone)]
+pub struct DummyOptions {
+    pub doctors: usize,
+    pub researchers: usize,
+    pub images_per_doctor: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+pub struct DummyUser {
+    pub username: String,
+    pub roles: Vec<&'static str>,
+    pub password: String,
+    pub token: String,
+}
+
+#[derive(Debug, Default)]
+pub struct DummySummary {
+    pub users: Vec<DummyUser>,
+    pub images: usize,
+    pub diagnoses: usize,
+    pub labels: usize,
+    pub diseases: usize,
+}
+
+pub async fn create_dummy_data(
+    state: &AppState,
+    options: &DummyOptions,
+    mut progress: impl FnMut(),
+) -> anyhow::Result<DummySummary> {
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut conn = state.db.get()?;
+    crate::startup::prepare(state)?;
+    crate::codesets::import_bundled_if_absent(&mut conn)?;
+    let change_id = format!("create-dummy-data-{}", uuid::Uuid::now_v7());
+    let mut summary = DummySummary::default();
+
+    let mut doctors = Vec::new();
+    let mut researchers = Vec::new();
+    for i in 0..options.doctors + options.researchers {
+        let role = if i < options.doctors {
+            Role::Doctor
+        } else {
+            Role::Researcher
+        };
+        let (user, dummy) = create_user(&mut conn, &mut rng, role)?;
+        let current = CurrentUser::new(
+            user,
+            [role].into_iter().collect::<RoleSet>(),
+            AuthKind::Token,
+        );
+        match role {
+            Role::Doctor => doctors.push(current),
+            _ => researchers.push(current),
+        }
+        summary.users.push(dummy);
+    }
+    let curator = researchers
+        .first()
+        .or(doctors.first())
+        .context("no user to create the vocabulary with")?
+        .clone();
+    let curate = Change {
+        user_id: curator.id,
+        request_id: change_id.clone(),
+    };
+    let label_ids = vocabulary(&mut conn, &curate, &mut summary)?;
+
+    for doctor in &doctors {
+        let change = Change {
+            user_id: doctor.id,
+            request_id: change_id.clone(),
+        };
+        for _ in 0..options.images_per_doctor {
+            let (kind, bytes, width, height) = random_image(&mut rng)?;
+            let key = Storage::new_image_key();
+            state
+                .storage
+                .store()
+                .put(&key, PutPayload::from(bytes.clone()))
+                .await
+                .context("storing a generated image")?;
+            let study = STUDIES[rng.random_range(0..STUDIES.len())];
+            let filename = format!(
+                "{}-{:04}.{}",
+                study
+                    .split(',')
+                    .next()
+                    .unwrap_or("study")
+                    .to_lowercase()
+                    .replace(' ', "-"),
+                rng.random_range(0..10_000),
+                kind.extension()
+            );
+            let labels_here: Vec<i64> = (0..rng.random_range(0..3))
+                .map(|_| label_ids[rng.random_range(0..label_ids.len())])
+                .collect();
+            crate::db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
+                let image = images::insert_image(
+                    conn,
+                    images::NewImage {
+                        uploaded_by: doctor.id,
+                        description: Some(study),
+                        content_type: kind.content_type(),
+                        size_bytes: bytes.len() as i64,
+                        sha256: &hex::encode(Sha256::digest(&bytes)),
+                        width: Some(width as i32),
+                        height: Some(height as i32),
+                        original_filename: Some(&filename),
+                        object_key: key.as_ref(),
+                    },
+                )?;
+                record_image(conn, doctor, &image.uuid, &change, Action::Create)?;
+                let mut done = Vec::new();
+                for label in labels_here {
+                    if !done.contains(&label) {
+                        images::assign_label(
+                            conn,
+                            image.id,
+                            label,
+                            Some("seen on review"),
+                            doctor.id,
+                        )?;
+                        images::touch_image(conn, image.id)?;
+                        record_image(conn, doctor, &image.uuid, &change, Action::Update)?;
+                        done.push(label);
+                    }
+                }
+                summary.diagnoses += done.len();
+                Ok(())
+            })?;
+            summary.images += 1;
+            progress();
+        }
+    }
+    Ok(summary)
+}
+
+fn record_image(
+    conn: &mut DbConnection,
+    doctor: &CurrentUser,
+    uuid: &str,
+    change: &Change,
+    action: Action,
+) -> anyhow::Result<()> {
+    let image = images::find_live_image(conn, uuid)?;
+    let view = crate::api::images::image_view_of(conn, doctor, image)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    change
+        .record(conn, EntityType::Image, uuid, action, &view)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn create_user(
+    conn: &mut DbConnection,
+    rng: &mut StdRng,
+    role: Role,
+) -> anyhow::Result<(users::User, DummyUser)> {
+    let first: String = FirstName().fake_with_rng(rng);
+    let last: String = LastName().fake_with_rng(rng);
+    let email: String = SafeEmail().fake_with_rng(rng);
+    let base: String = format!("{}.{}", first, last)
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
+    let mut username = base.clone();
+    let mut n = 1;
+    while users::username_taken(conn, &username)? {
+        n += 1;
+        username = format!("{base}{n}");
+    }
+    let secret = password::generate_password();
+    let hash = password::hash_password(&secret)?;
+    let full_name = format!("{first} {last}");
+    let user = users::insert_user(
+        conn,
+        users::NewUser {
+            username: &username,
+            password_hash: &hash,
+            full_name: Some(&full_name),
+            email: Some(&email),
+            roles: &[role],
+        },
+    )?;
+    let token = tokens::generate_token();
+    api_tokens::insert_token(
+        conn,
+        user.id,
+        "create-dummy-data",
+        &tokens::digest(&token),
+        90,
+    )?;
+    let dummy = DummyUser {
+        username,
+        roles: vec![role.name()],
+        password: secret,
+        token,
+    };
+    Ok((user, dummy))
+}
+
+/// The diseases and labels of the vocabulary (reused when they exist); returns label ids.
+fn vocabulary(
+    conn: &mut DbConnection,
+    change: &Change,
+    summary: &mut DummySummary,
+) -> anyhow::Result<Vec<i64>> {
+    let mut label_ids = Vec::new();
+    for (name, description, code_refs) in VOCABULARY {
+        let id = crate::db::write_transaction(conn, |conn| -> anyhow::Result<i64> {
+            let mut code_ids = Vec::new();
+            for code_ref in code_refs {
+                let (system, code) = code_ref.split_once(':').unwrap_or_default();
+                if let Ok(found) = codes::find_code(conn, system, code) {
+                    code_ids.push(found.id);
+                }
+            }
+            let disease = match diseases::list_diseases(conn, Some(name), None, None, 50)?
+                .into_iter()
+                .find(|d| d.name == name)
+            {
+                Some(existing) => existing,
+                None => {
+                    let disease =
+                        diseases::insert_disease(conn, name, Some(description), change.user_id)?;
+                    diseases::set_disease_codes(conn, disease.id, &code_ids)?;
+                    let view = crate::api::diseases::disease_views(conn, vec![disease.clone()])
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    change
+                        .record(
+                            conn,
+                            EntityType::Disease,
+                            &disease.uuid,
+                            Action::Create,
+                            &view[0],
+                        )
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    summary.diseases += 1;
+                    disease
+                }
+            };
+            let label = match labels::list_labels(conn, Some(name), None, 50)?
+                .into_iter()
+                .find(|l| l.name == name)
+            {
+                Some(existing) => existing,
+                None => {
+                    let label =
+                        labels::insert_label(conn, name, Some(description), change.user_id)?;
+                    labels::set_label_diseases(conn, label.id, &[disease.id])?;
+                    let view = crate::api::labels::label_views(conn, vec![label.clone()])
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    change
+                        .record(
+                            conn,
+                            EntityType::Label,
+                            &label.uuid,
+                            Action::Create,
+                            &view[0],
+                        )
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    summary.labels += 1;
+                    label
+                }
+            };
+            Ok(label.id)
+        })?;
+        label_ids.push(id);
+    }
+    Ok(label_ids)
+}
+
+/// A generated image: mostly PNG, some JPEG, a few small DICOM files, of varied sizes.
+fn random_image(rng: &mut StdRng) -> anyhow::Result<(ImageKind, Vec<u8>, u32, u32)> {
+    let roll: f64 = rng.random();
+    let (width, height) = (rng.random_range(64..=512u32), rng.random_range(64..=512u32));
+    let shade = rng.random_range(0..=255u8);
+    let pixel = |x: u32, y: u32| ((x * 7 + y * 3) as u8).wrapping_add(shade);
+    if roll < 0.7 {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header()?;
+        let data: Vec<u8> = (0..height)
+            .flat_map(|y| (0..width).map(move |x| pixel(x, y)))
+            .collect();
+        writer.write_image_data(&data)?;
+        writer.finish()?;
+        Ok((ImageKind::Png, out, width, height))
+    } else if roll < 0.9 {
+        let mut out = Vec::new();
+        let data: Vec<u8> = (0..height)
+            .flat_map(|y| (0..width).map(move |x| pixel(x, y)))
+            .collect();
+        jpeg_encoder::Encoder::new(&mut out, 85).encode(
+            &data,
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Luma,
+        )?;
+        Ok((ImageKind::Jpeg, out, width, height))
+    } else {
+        let (rows, columns) = (height.min(256) as u16, width.min(256) as u16);
+        Ok((
+            ImageKind::Dicom,
+            dicom_image(rows, columns, shade)?,
+            columns as u32,
+            rows as u32,
+        ))
+    }
+}
+
+fn dicom_image(rows: u16, columns: u16, shade: u8) -> anyhow::Result<Vec<u8>> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::meta::FileMetaTableBuilder;
+    use dicom_object::InMemDicomObject;
+    let mut obj = InMemDicomObject::new_empty();
+    let instance = format!("2.25.{}", uuid::Uuid::now_v7().as_u128());
+    obj.put(DataElement::new(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        "1.2.840.10008.5.1.4.1.1.7",
+    ));
+    obj.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        instance.as_str(),
+    ));
+    obj.put(DataElement::new(tags::MODALITY, VR::CS, "OT"));
+    obj.put(DataElement::new(tags::PATIENT_NAME, VR::PN, "Demo^Patient"));
+    obj.put(DataElement::new(tags::PATIENT_ID, VR::LO, "DEMO-0001"));
+    obj.put(DataElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(rows),
+    ));
+    obj.put(DataElement::new(
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(columns),
+    ));
+    obj.put(DataElement::new(
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    ));
+    obj.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(8_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(8_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(7_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    ));
+    let pixels: Vec<u8> = (0..rows as usize * columns as usize)
+        .map(|i| (i as u8).wrapping_add(shade))
+        .collect();
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(pixels),
+    ));
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))?;
+    let mut out = Cursor::new(Vec::new());
+    file.write_all(&mut out)?;
+    Ok(out.into_inner())
+}
