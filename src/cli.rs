@@ -46,6 +46,8 @@ pub enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Print the OpenAPI document (what `openapi/openapi.json` holds).
+    Openapi,
     /// Import a code list: TSV or TSV.gz with a header row (`code`, `long_description` or
     /// `description`, optional `short_description` and `billable`). Idempotent.
     ImportCodes {
@@ -114,6 +116,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::CreateUser(args) => create_user(settings, args),
         Command::ImportCodes { system, file } => import_codes(settings, &system, &file),
+        Command::Openapi => {
+            print!("{}", crate::openapi::openapi_json());
+            Ok(())
+        }
         Command::CreateDummyData {
             doctors,
             researchers,

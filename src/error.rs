@@ -127,7 +127,7 @@ impl From<validator::ValidationErrors> for ApiError {
 }
 
 /// The problem+json body (RFC 9457).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -13,6 +13,7 @@ pub mod history;
 pub mod imaging;
 pub mod middleware;
 pub mod models;
+pub mod openapi;
 pub mod startup;
 pub mod state;
 pub mod storage;

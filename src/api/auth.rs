@@ -38,26 +38,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub user: UserResponse,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
@@ -67,15 +67,18 @@ pub struct CreateTokenRequest {
 }
 
 /// A token as listed: never its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub id: String,
     pub name: String,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub expires_at: NaiveDateTime,
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<NaiveDateTime>,
 }
 
@@ -92,14 +95,16 @@ impl From<ApiToken> for TokenResponse {
 }
 
 /// A token as created: the secret is shown only here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedTokenResponse {
     pub id: String,
     pub name: String,
     pub token: String,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub expires_at: NaiveDateTime,
 }
 
@@ -107,6 +112,7 @@ fn bad_credentials() -> ApiError {
     ApiError::Unauthorized("wrong username or password".into())
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login", summary = "Log in: a new session cookie", request_body(content = LoginRequest, content_type = "application/json"), responses((status = 200, description = "Logged in; sets the session cookie", body = LoginResponse)))]
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -178,6 +184,7 @@ async fn login(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout", summary = "End the session server-side", responses((status = 204, description = "Logged out")))]
 async fn logout(identity: Option<Identity>) -> HttpResponse {
     // Purges the session: the store deletes its row, so a replayed cookie finds nothing.
     if let Some(identity) = identity {
@@ -186,10 +193,12 @@ async fn logout(identity: Option<Identity>) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", operation_id = "get_me", summary = "The caller", responses((status = 200, description = "The caller", body = UserResponse)))]
 async fn me(caller: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(UserResponse::new((*caller.user).clone(), caller.roles))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", operation_id = "change_password", summary = "Change one's own password (ends other sessions)", request_body(content = ChangePasswordRequest, content_type = "application/json"), responses((status = 204, description = "Changed")))]
 async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -240,6 +249,7 @@ async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/tokens", tag = "auth", operation_id = "create_token", summary = "Create an API token (the secret is shown only here)", request_body(content = CreateTokenRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = CreatedTokenResponse, headers(("Location" = String, description = "the new entity")))))]
 async fn create_token(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -274,6 +284,7 @@ async fn create_token(
         }))
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/tokens", tag = "auth", operation_id = "list_tokens", summary = "The caller's API tokens, without secrets", responses((status = 200, description = "Tokens", body = Vec<TokenResponse>)))]
 async fn list_tokens(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -290,6 +301,7 @@ async fn list_tokens(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/auth/tokens/{id}", tag = "auth", operation_id = "delete_token", summary = "Revoke an API token at once", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Revoked")))]
 async fn delete_token(
     state: web::Data<AppState>,
     caller: CurrentUser,

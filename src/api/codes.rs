@@ -33,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `Code` on the wire.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CodeResponse {
     pub id: String,
     pub system: String,
@@ -56,7 +56,7 @@ impl From<Code> for CodeResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CodeSystemResponse {
     pub id: String,
     pub name: String,
@@ -64,7 +64,8 @@ pub struct CodeSystemResponse {
     pub code_count: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListCodesQuery {
     pub system: Option<String>,
     pub q: Option<String>,
@@ -73,7 +74,7 @@ pub struct ListCodesQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCodeRequest {
     pub system: String,
@@ -82,7 +83,7 @@ pub struct CreateCodeRequest {
     pub description: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCodeRequest {
     #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
@@ -99,6 +100,7 @@ fn path_code(path: &(String, String)) -> Result<(String, String), ApiError> {
     Ok((system.clone(), code))
 }
 
+#[utoipa::path(get, path = "/api/v1/code-systems", tag = "codes", operation_id = "list_code_systems", summary = "Code systems with their number of codes", responses((status = 200, description = "Code systems", body = Vec<CodeSystemResponse>)))]
 async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = state.db.run(|conn| Ok(codes::list_systems(conn)?)).await?;
     let body: Vec<CodeSystemResponse> = rows
@@ -113,6 +115,7 @@ async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(get, path = "/api/v1/codes", tag = "codes", operation_id = "list_codes", summary = "Codes: by prefix, or full-text search (best matches first)", params(ListCodesQuery), responses((status = 200, description = "A page of codes", body = Page<CodeResponse>)))]
 async fn list_codes(
     state: web::Data<AppState>,
     query: web::Query<ListCodesQuery>,
@@ -192,6 +195,7 @@ fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpRespons
     res.json(CodeResponse::from(code))
 }
 
+#[utoipa::path(post, path = "/api/v1/codes", tag = "codes", operation_id = "create_code", summary = "Add a code (researcher, admin)", request_body(content = CreateCodeRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = CodeResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "The code exists", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn create_code(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -235,6 +239,7 @@ async fn create_code(
     Ok(code_response(created, actix_web::http::StatusCode::CREATED))
 }
 
+#[utoipa::path(get, path = "/api/v1/codes/{system}/{code}", tag = "codes", operation_id = "get_code", summary = "A code", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9")), responses((status = 200, description = "The code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
 async fn get_code(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -290,6 +295,7 @@ async fn change_code(
         .await
 }
 
+#[utoipa::path(patch, path = "/api/v1/codes/{system}/{code}", tag = "codes", operation_id = "update_code", summary = "Change a code's description (honours If-Match)", request_body(content = UpdateCodeRequest, content_type = "application/json"), params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9")), responses((status = 200, description = "The updated code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn update_code(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -311,6 +317,7 @@ async fn update_code(
     Ok(code_response(updated, actix_web::http::StatusCode::OK))
 }
 
+#[utoipa::path(delete, path = "/api/v1/codes/{system}/{code}", tag = "codes", operation_id = "delete_code", summary = "Deactivate a code (honours If-Match)", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn delete_code(
     state: web::Data<AppState>,
     caller: CurrentUser,

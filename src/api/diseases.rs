@@ -38,7 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DiseaseResponse {
     pub id: String,
     pub name: String,
@@ -47,20 +47,23 @@ pub struct DiseaseResponse {
     pub created_by: UserRef,
     pub is_active: bool,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub updated_at: NaiveDateTime,
 }
 
 /// `{"system", "code"}` as clients name a code.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRef {
     pub system: String,
     pub code: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListDiseasesQuery {
     pub q: Option<String>,
     pub code: Option<String>,
@@ -68,7 +71,7 @@ pub struct ListDiseasesQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDiseaseRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
@@ -79,13 +82,14 @@ pub struct CreateDiseaseRequest {
     pub codes: Vec<CodeRef>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDiseaseRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
     pub codes: Option<Vec<CodeRef>>,
 }
@@ -190,6 +194,7 @@ fn single_recorded(
     Ok((view, version))
 }
 
+#[utoipa::path(get, path = "/api/v1/diseases", tag = "diseases", operation_id = "list_diseases", summary = "Active diseases, by name or code", params(ListDiseasesQuery), responses((status = 200, description = "A page of diseases", body = Page<DiseaseResponse>)))]
 async fn list_diseases(
     state: web::Data<AppState>,
     query: web::Query<ListDiseasesQuery>,
@@ -219,6 +224,7 @@ async fn list_diseases(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(post, path = "/api/v1/diseases", tag = "diseases", operation_id = "create_disease", summary = "Create a disease (researcher, admin)", request_body(content = CreateDiseaseRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = DiseaseResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn create_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -248,6 +254,7 @@ async fn create_disease(
     Ok(disease_response(view, version, StatusCode::CREATED))
 }
 
+#[utoipa::path(get, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "get_disease", summary = "A disease", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
 async fn get_disease(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -263,6 +270,7 @@ async fn get_disease(
     Ok(disease_response(view, version, StatusCode::OK))
 }
 
+#[utoipa::path(patch, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "update_disease", summary = "Change a disease (honours If-Match)", request_body(content = UpdateDiseaseRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn update_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -314,6 +322,7 @@ async fn update_disease(
     Ok(disease_response(view, version, StatusCode::OK))
 }
 
+#[utoipa::path(delete, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "delete_disease", summary = "Deactivate a disease (honours If-Match)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn delete_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,

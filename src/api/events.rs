@@ -25,11 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventResponse {
     pub id: String,
     pub request_id: String,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub occurred_at: NaiveDateTime,
     pub user: Option<UserRef>,
     pub auth: String,
@@ -40,7 +41,9 @@ pub struct EventResponse {
     pub duration_ms: f64,
     pub client_ip: String,
     pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
     pub headers: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<serde_json::Value>,
 }
 
@@ -65,7 +68,8 @@ impl EventResponse {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListEventsQuery {
     pub user_id: Option<String>,
     pub method: Option<String>,
@@ -136,6 +140,7 @@ fn wants_csv(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", operation_id = "list_events", summary = "The audit log (admin), newest first; CSV with Accept: text/csv", params(ListEventsQuery), responses((status = 200, description = "A page of events, or all as CSV", content((Page<EventResponse> = "application/json"), (String = "text/csv")))))]
 async fn list_events(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -18,12 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupResponse {
     pub name: String,
     pub description: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/groups", tag = "users", operation_id = "list_groups", summary = "The role groups (admin)", responses((status = 200, description = "Groups", body = Vec<GroupResponse>)))]
 async fn list_groups(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = state.db.run(|conn| Ok(groups::list_groups(conn)?)).await?;
     let body: Vec<GroupResponse> = rows

@@ -5,13 +5,14 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     pub database: &'static str,
     pub storage: &'static str,
 }
 
+#[utoipa::path(get, path = "/health", tag = "service", operation_id = "health", summary = "Liveness of the service, its database and storage", responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "A part is unavailable", body = Health)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let database_ok = state
         .db

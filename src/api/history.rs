@@ -40,27 +40,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntryResponse {
     pub id: String,
     pub entity_type: String,
     pub entity_id: String,
     pub action: String,
     pub schema_version: i32,
+    #[schema(value_type = Object)]
     pub snapshot: Value,
     pub changed_by: UserRef,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub changed_at: NaiveDateTime,
     pub request_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListHistoryQuery {
     pub entity_type: Option<String>,
     pub entity_id: Option<String>,
@@ -155,6 +159,7 @@ async fn entity_page(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(get, path = "/api/v1/images/{id}/history", tag = "history", operation_id = "list_image_history", summary = "An image's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
 async fn image_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -171,6 +176,7 @@ async fn image_history(
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/labels/{id}/history", tag = "history", operation_id = "list_label_history", summary = "A label's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
 async fn label_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -187,6 +193,7 @@ async fn label_history(
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/diseases/{id}/history", tag = "history", operation_id = "list_disease_history", summary = "A disease's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
 async fn disease_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -203,6 +210,7 @@ async fn disease_history(
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/codes/{system}/{code}/history", tag = "history", operation_id = "list_code_history", summary = "A code's history, oldest first", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
 async fn code_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -221,6 +229,7 @@ async fn code_history(
     entity_page(&state, caller, EntityType::Code, uuid, query.into_inner()).await
 }
 
+#[utoipa::path(get, path = "/api/v1/history", tag = "history", operation_id = "list_history", summary = "History entries the caller may see, newest first", params(ListHistoryQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
 async fn list_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -293,6 +302,7 @@ struct Restored {
     version: i32,
 }
 
+#[utoipa::path(post, path = "/api/v1/history/{id}/revert", tag = "history", operation_id = "revert_history_entry", summary = "Restore the entity to this entry's snapshot", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The restored entity, as its GET answers", body = Object), (status = 409, description = "The name is taken now", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn revert(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -56,16 +56,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LabelAssignmentResponse {
     pub label: NamedRef,
     pub note: Option<String>,
     pub assigned_by: UserRef,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub assigned_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImageResponse {
     pub id: String,
     pub uploaded_by: UserRef,
@@ -78,12 +79,15 @@ pub struct ImageResponse {
     pub original_filename: Option<String>,
     pub labels: Vec<LabelAssignmentResponse>,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListImagesQuery {
     pub label_id: Option<String>,
     pub disease_id: Option<String>,
@@ -96,15 +100,16 @@ pub struct ListImagesQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateImageRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignLabelRequest {
     pub label_id: String,
@@ -278,6 +283,7 @@ fn image_response(view: ImageResponse, version: i32, status: StatusCode) -> Http
     res.json(view)
 }
 
+#[utoipa::path(get, path = "/api/v1/images", tag = "images", operation_id = "list_images", summary = "Images the caller may see", params(ListImagesQuery), responses((status = 200, description = "A page of images", body = Page<ImageResponse>)))]
 async fn list_images(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -364,6 +370,7 @@ async fn list_images(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(post, path = "/api/v1/images", tag = "images", operation_id = "upload_image", summary = "Upload a PNG, JPEG or DICOM image (streamed)", request_body(content = UploadImageForm, content_type = "multipart/form-data"), responses((status = 201, description = "Stored", body = ImageResponse, headers(("Location" = String, description = "the new entity")))))]
 async fn upload_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -483,6 +490,7 @@ async fn upload_image(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images", operation_id = "get_image", summary = "An image's metadata and diagnosis", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
 async fn get_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -499,6 +507,7 @@ async fn get_image(
     Ok(image_response(view, version, StatusCode::OK))
 }
 
+#[utoipa::path(patch, path = "/api/v1/images/{id}", tag = "images", operation_id = "update_image", summary = "Change an image's description (honours If-Match)", request_body(content = UpdateImageRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn update_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -528,6 +537,7 @@ async fn update_image(
     Ok(image_response(view, version, StatusCode::OK))
 }
 
+#[utoipa::path(delete, path = "/api/v1/images/{id}", tag = "images", operation_id = "delete_image", summary = "Delete an image (kept in history)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deleted"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn delete_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -553,6 +563,7 @@ async fn delete_image(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/v1/images/{id}/labels", tag = "diagnoses", operation_id = "list_image_labels", summary = "The labels on an image", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "Assignments", body = Vec<LabelAssignmentResponse>)))]
 async fn list_image_labels(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -572,6 +583,7 @@ async fn list_image_labels(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(post, path = "/api/v1/images/{id}/labels", tag = "diagnoses", operation_id = "assign_label", summary = "Put a label on an image", request_body(content = AssignLabelRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 201, description = "Assigned", body = LabelAssignmentResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Already assigned", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn assign_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -622,6 +634,7 @@ async fn assign_label(
         .json(assignment))
 }
 
+#[utoipa::path(delete, path = "/api/v1/images/{id}/labels/{label_id}", tag = "diagnoses", operation_id = "unassign_label", summary = "Take a label off an image", params(("id" = String, Path, description = "The entity's UUID"), ("label_id" = String, Path, description = "The label's UUID")), responses((status = 204, description = "Removed")))]
 async fn unassign_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -724,6 +737,7 @@ async fn deidentified_copy(
     Ok((location, sha, size))
 }
 
+#[utoipa::path(get, path = "/api/v1/images/{id}/file", tag = "images", operation_id = "download_image", summary = "The image file (de-identified for researchers); Range and If-None-Match supported", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The bytes", content((BinaryFile = "application/octet-stream"), (BinaryFile = "image/png"), (BinaryFile = "image/jpeg"), (BinaryFile = "application/dicom"))), (status = 206, description = "The requested range", content((BinaryFile = "application/octet-stream"))), (status = 304, description = "Not modified (If-None-Match)"), (status = 416, description = "Range not satisfiable", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn download_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -841,3 +855,20 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=x-y"), 100), Err(()));
     }
 }
+
+/// The multipart form of an upload.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadImageForm {
+    /// The image: PNG, JPEG or DICOM Part 10 (decided by content).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// At most 2000 characters.
+    description: Option<String>,
+}
+
+/// File bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct BinaryFile(Vec<u8>);

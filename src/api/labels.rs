@@ -38,13 +38,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `{"id", "name"}`: how labels and diseases are named inside other entities.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NamedRef {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LabelResponse {
     pub id: String,
     pub name: String,
@@ -53,19 +53,22 @@ pub struct LabelResponse {
     pub created_by: UserRef,
     pub is_active: bool,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListLabelsQuery {
     pub q: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLabelRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
@@ -76,13 +79,14 @@ pub struct CreateLabelRequest {
     pub disease_ids: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLabelRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
     pub disease_ids: Option<Vec<String>>,
 }
@@ -176,6 +180,7 @@ fn single_recorded(
     Ok((view, version))
 }
 
+#[utoipa::path(get, path = "/api/v1/labels", tag = "labels", operation_id = "list_labels", summary = "Active labels, optionally matching q", params(ListLabelsQuery), responses((status = 200, description = "A page of labels", body = Page<LabelResponse>)))]
 async fn list_labels(
     state: web::Data<AppState>,
     query: web::Query<ListLabelsQuery>,
@@ -195,6 +200,7 @@ async fn list_labels(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(post, path = "/api/v1/labels", tag = "labels", operation_id = "create_label", summary = "Create a label (researcher, admin)", request_body(content = CreateLabelRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = LabelResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn create_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -224,6 +230,7 @@ async fn create_label(
     Ok(label_response(view, version, StatusCode::CREATED))
 }
 
+#[utoipa::path(get, path = "/api/v1/labels/{id}", tag = "labels", operation_id = "get_label", summary = "A label (deleted ones still read)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
 async fn get_label(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -239,6 +246,7 @@ async fn get_label(
     Ok(label_response(view, version, StatusCode::OK))
 }
 
+#[utoipa::path(patch, path = "/api/v1/labels/{id}", tag = "labels", operation_id = "update_label", summary = "Change a label (honours If-Match)", request_body(content = UpdateLabelRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn update_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -290,6 +298,7 @@ async fn update_label(
     Ok(label_response(view, version, StatusCode::OK))
 }
 
+#[utoipa::path(delete, path = "/api/v1/labels/{id}", tag = "labels", operation_id = "delete_label", summary = "Deactivate a label (honours If-Match)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn delete_label(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `User` on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
     pub id: String,
     pub username: String,
@@ -38,6 +38,7 @@ pub struct UserResponse {
     pub roles: Vec<&'static str>,
     pub is_active: bool,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
 }
 
@@ -56,19 +57,20 @@ impl UserResponse {
 }
 
 /// `{"id", "username"}`: how other entities name a user.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserRef {
     pub id: String,
     pub username: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     #[validate(custom(function = "valid_username"))]
@@ -81,14 +83,16 @@ pub struct CreateUserRequest {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 200, message = "must be at most 200 characters"))]
+    #[schema(value_type = Option<String>, nullable)]
     pub full_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(email(message = "must be an email address"))]
+    #[schema(value_type = Option<String>, nullable)]
     pub email: Option<Option<String>>,
     pub roles: Option<Vec<String>>,
     pub is_active: Option<bool>,
@@ -134,6 +138,7 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
         .map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users", summary = "Users (admin)", params(ListUsersQuery), responses((status = 200, description = "A page of users", body = Page<UserResponse>)))]
 async fn list_users(
     state: web::Data<AppState>,
     query: web::Query<ListUsersQuery>,
@@ -162,6 +167,7 @@ async fn list_users(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user", summary = "Create a user (admin)", request_body(content = CreateUserRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = UserResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Username taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn create_user(
     state: web::Data<AppState>,
     body: web::Json<CreateUserRequest>,
@@ -212,6 +218,7 @@ async fn create_user(
         .json(UserResponse::new(user, role_set)))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user", summary = "A user (admin)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The user", body = UserResponse)))]
 async fn get_user(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -228,6 +235,7 @@ async fn get_user(
     Ok(HttpResponse::Ok().json(UserResponse::new(user, roles)))
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", operation_id = "update_user", summary = "Change a user (admin); deactivating ends its sessions and tokens", request_body(content = UpdateUserRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated user", body = UserResponse)))]
 async fn update_user(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -11,6 +11,7 @@ mod events;
 mod health;
 mod images;
 mod migrations;
+mod openapi;
 mod roles;
 mod s3;
 mod security;

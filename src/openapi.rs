@@ -1,0 +1,240 @@
+//! The OpenAPI document, generated from the handlers' annotations. `medlabel openapi` prints
+//! it, `GET /api/v1/openapi.json` serves it, `openapi/openapi.json` is the committed copy (a
+//! test fails when it is stale), and `/docs` shows it in Swagger UI served from the binary.
+//!
+//! Handlers document their success and their specific responses (409, 412, ...); the
+//! [`ProblemResponses`] modifier adds the errors every operation can answer, all as
+//! `application/problem+json`, and [`Security`] the two ways to authenticate.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "medlabel",
+        version = "1.0.0",
+        description = "Role-based medical imaging and labelling. Doctors upload and diagnose their own images; researchers read every image de-identified and curate labels, diseases and ICD codes; admins manage users. Every request is audited; every change is kept in history and can be reverted."
+    ),
+    paths(
+        api::health::health,
+        api::auth::login,
+        api::auth::logout,
+        api::auth::me,
+        api::auth::change_password,
+        api::auth::create_token,
+        api::auth::list_tokens,
+        api::auth::delete_token,
+        api::users::list_users,
+        api::users::create_user,
+        api::users::get_user,
+        api::users::update_user,
+        api::groups::list_groups,
+        api::images::list_images,
+        api::images::upload_image,
+        api::images::get_image,
+        api::images::update_image,
+        api::images::delete_image,
+        api::images::download_image,
+        api::images::list_image_labels,
+        api::images::assign_label,
+        api::images::unassign_label,
+        api::labels::list_labels,
+        api::labels::create_label,
+        api::labels::get_label,
+        api::labels::update_label,
+        api::labels::delete_label,
+        api::diseases::list_diseases,
+        api::diseases::create_disease,
+        api::diseases::get_disease,
+        api::diseases::update_disease,
+        api::diseases::delete_disease,
+        api::codes::list_code_systems,
+        api::codes::list_codes,
+        api::codes::create_code,
+        api::codes::get_code,
+        api::codes::update_code,
+        api::codes::delete_code,
+        api::history::list_history,
+        api::history::revert,
+        api::history::image_history,
+        api::history::label_history,
+        api::history::disease_history,
+        api::history::code_history,
+        api::events::list_events,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&Security, &ProblemResponses, &InlineBinary),
+    tags(
+        (name = "auth", description = "Sessions, the caller, API tokens"),
+        (name = "users", description = "Users and groups (admin)"),
+        (name = "images", description = "Images on object storage"),
+        (name = "diagnoses", description = "Labels on images"),
+        (name = "labels", description = "The label vocabulary"),
+        (name = "diseases", description = "Diseases and their codes"),
+        (name = "codes", description = "ICD-9-CM, ICD-10-CM and SNOMED CT codes"),
+        (name = "history", description = "Snapshots of every change, and revert"),
+        (name = "events", description = "The audit log (admin)"),
+        (name = "service", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Operations anyone may call.
+const PUBLIC: [&str; 2] = ["/health", "/api/v1/auth/login"];
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token from POST /api/v1/auth/tokens"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Host-medlabel",
+                "The session cookie set by POST /api/v1/auth/login",
+            ))),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if PUBLIC.contains(&path.as_str()) {
+                continue;
+            }
+            for operation in operations(item) {
+                operation.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::new("session", Vec::<String>::new()),
+                ]);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .filter_map(|o| o.as_mut())
+}
+
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let public = PUBLIC.contains(&path.as_str());
+            let has_params = path.contains('{');
+            for operation in operations(item) {
+                let writes = operation.request_body.is_some();
+                let mut statuses: Vec<(&str, &str)> = vec![
+                    ("400", "The request could not be parsed"),
+                    ("405", "Method not allowed"),
+                    ("422", "Validation failed (field errors in `errors`)"),
+                    ("500", "Internal error (only the request id is shown)"),
+                    ("503", "The database, storage or audit log is unavailable"),
+                ];
+                if !public {
+                    statuses.push(("401", "Not authenticated"));
+                    statuses.push((
+                        "403",
+                        "The role does not allow this, or a cross-site request",
+                    ));
+                }
+                if has_params || !public {
+                    statuses.push(("404", "Not found, or not visible to the caller"));
+                }
+                if writes {
+                    statuses.push(("413", "The body is too large"));
+                    statuses.push(("415", "Unsupported media type"));
+                }
+                if path == "/api/v1/auth/login" {
+                    statuses.push(("401", "Wrong username or password"));
+                    statuses.push(("429", "Too many failed logins; see Retry-After"));
+                }
+                for (status, description) in statuses {
+                    if path == "/health" && status == "503" {
+                        continue;
+                    }
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/problem+json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .build(),
+                                )
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
+
+/// File contents are `type: string, format: binary` right where they are used (what both
+/// generated clients and schemathesis read best), not a reference to such a schema.
+struct InlineBinary;
+
+impl Modify for InlineBinary {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::RefOr;
+        let binary = || -> RefOr<utoipa::openapi::schema::Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .into()
+        };
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for response in operation.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    for content in response.content.values_mut() {
+                        if matches!(&content.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/BinaryFile"))
+                        {
+                            content.schema = Some(binary());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(components) = doc.components.as_mut() {
+            components.schemas.remove("BinaryFile");
+        }
+    }
+}
+
+/// The document as pretty JSON (what `openapi/openapi.json` holds).
+pub fn openapi_json() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned());
+    json.push('\n');
+    json
+}
