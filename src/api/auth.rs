@@ -54,6 +54,7 @@ pub struct LoginResponse {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 
@@ -61,8 +62,10 @@ pub struct ChangePasswordRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     #[validate(range(min = 1, max = 365, message = "must be between 1 and 365"))]
+    #[schema(minimum = 1, maximum = 365)]
     pub expires_in_days: Option<i64>,
 }
 

@@ -67,19 +67,26 @@ pub struct CodeSystemResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListCodesQuery {
+    #[param(value_type = Option<String>, pattern = "^(icd-9|icd-10|snomed-ct)$")]
     pub system: Option<String>,
     pub q: Option<String>,
     pub prefix: Option<String>,
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCodeRequest {
+    #[schema(pattern = "^(icd-9|icd-10|snomed-ct)$")]
     pub system: String,
     pub code: String,
     #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
+    #[schema(min_length = 1, max_length = 1000)]
     pub description: String,
 }
 
@@ -87,6 +94,7 @@ pub struct CreateCodeRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCodeRequest {
     #[validate(length(min = 1, max = 1000, message = "must be 1 to 1000 characters"))]
+    #[schema(min_length = 1, max_length = 1000)]
     pub description: String,
 }
 

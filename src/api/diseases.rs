@@ -66,8 +66,15 @@ pub struct CodeRef {
 #[into_params(parameter_in = Query)]
 pub struct ListDiseasesQuery {
     pub q: Option<String>,
+    /// system:code, e.g. icd-10:J18.9
+
+    #[param(value_type = Option<String>, pattern = "^(icd-9|icd-10|snomed-ct):[0-9A-Za-z.]+$")]
     pub code: Option<String>,
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 
@@ -75,8 +82,10 @@ pub struct ListDiseasesQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateDiseaseRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[serde(default)]
     pub codes: Vec<CodeRef>,
@@ -86,10 +95,11 @@ pub struct CreateDiseaseRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateDiseaseRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
     pub codes: Option<Vec<CodeRef>>,
 }

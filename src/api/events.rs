@@ -71,13 +71,26 @@ impl EventResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListEventsQuery {
+    #[param(value_type = Option<String>, format = Uuid)]
     pub user_id: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z]+$")]
     pub method: Option<String>,
     pub path_prefix: Option<String>,
+    #[param(value_type = Option<i32>, minimum = 100, maximum = 599)]
     pub status: Option<String>,
+    /// Inclusive lower time bound
+
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
+    /// Exclusive upper time bound
+
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 

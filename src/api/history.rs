@@ -59,19 +59,36 @@ pub struct HistoryEntryResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListHistoryQuery {
+    #[param(value_type = Option<String>, pattern = "^(image|label|disease|code)$")]
     pub entity_type: Option<String>,
+    #[param(value_type = Option<String>, format = Uuid)]
     pub entity_id: Option<String>,
+    #[param(value_type = Option<String>, format = Uuid)]
     pub changed_by: Option<String>,
+    /// Inclusive lower time bound
+
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
+    /// Exclusive upper time bound
+
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 

@@ -89,14 +89,31 @@ pub struct ImageResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListImagesQuery {
+    #[param(value_type = Option<String>, format = Uuid)]
     pub label_id: Option<String>,
+    #[param(value_type = Option<String>, format = Uuid)]
     pub disease_id: Option<String>,
+    /// system:code, e.g. icd-10:J18.9
+
+    #[param(value_type = Option<String>, pattern = "^(icd-9|icd-10|snomed-ct):[0-9A-Za-z.]+$")]
     pub code: Option<String>,
+    #[param(value_type = Option<String>, format = Uuid)]
     pub uploaded_by: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^(image/png|image/jpeg|application/dicom)$")]
     pub content_type: Option<String>,
+    /// Inclusive lower bound on created_at
+
+    #[param(value_type = Option<String>, format = DateTime)]
     pub created_after: Option<String>,
+    /// Exclusive upper bound on created_at
+
+    #[param(value_type = Option<String>, format = DateTime)]
     pub created_before: Option<String>,
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 
@@ -105,15 +122,17 @@ pub struct ListImagesQuery {
 pub struct UpdateImageRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignLabelRequest {
+    #[schema(format = Uuid)]
     pub label_id: String,
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(max_length = 2000)]
     pub note: Option<String>,
 }
 

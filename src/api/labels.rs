@@ -64,7 +64,11 @@ pub struct LabelResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListLabelsQuery {
     pub q: Option<String>,
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 
@@ -72,8 +76,10 @@ pub struct ListLabelsQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateLabelRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[serde(default)]
     pub disease_ids: Vec<String>,
@@ -83,10 +89,11 @@ pub struct CreateLabelRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateLabelRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
     pub disease_ids: Option<Vec<String>>,
 }

@@ -66,7 +66,11 @@ pub struct UserRef {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
+    /// Page size (default 50)
+
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+    /// Opaque cursor from the previous page's next_cursor
     pub cursor: Option<String>,
 }
 
@@ -74,12 +78,17 @@ pub struct ListUsersQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     #[validate(custom(function = "valid_username"))]
+    #[schema(min_length = 1, max_length = 150, pattern = "^[\\w.@+-]+$")]
     pub username: String,
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
     #[validate(length(max = 200, message = "must be at most 200 characters"))]
+    #[schema(max_length = 200)]
     pub full_name: Option<String>,
     #[validate(email(message = "must be an email address"))]
+    #[schema(format = Email)]
     pub email: Option<String>,
+    #[schema(value_type = Vec<crate::auth::Role>)]
     pub roles: Vec<String>,
 }
 
@@ -88,14 +97,16 @@ pub struct CreateUserRequest {
 pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 200, message = "must be at most 200 characters"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 200)]
     pub full_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(email(message = "must be an email address"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, format = Email)]
     pub email: Option<Option<String>>,
+    #[schema(value_type = Vec<crate::auth::Role>)]
     pub roles: Option<Vec<String>>,
     pub is_active: Option<bool>,
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
 }
 
