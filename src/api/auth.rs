@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::users::{hash_password, UserResponse};
-use super::{parse_id, rfc3339, rfc3339_opt};
+use super::{parse_id, rfc3339, rfc3339_opt, JsonBody};
 use crate::audit::record::{safe_username, LoginAttempt};
 use crate::auth::{password, throttle, Access, AuthKind, CurrentUser};
 use crate::db::now;
@@ -119,7 +119,7 @@ fn bad_credentials() -> ApiError {
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest {
         username,
@@ -206,7 +206,7 @@ async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: CurrentUser,
-    body: web::Json<ChangePasswordRequest>,
+    body: JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ChangePasswordRequest {
         current_password,
@@ -256,7 +256,7 @@ async fn change_password(
 async fn create_token(
     state: web::Data<AppState>,
     caller: CurrentUser,
-    body: web::Json<CreateTokenRequest>,
+    body: JsonBody<CreateTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;

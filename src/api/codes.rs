@@ -8,6 +8,7 @@ use validator::Validate;
 
 use super::conditional::{etag, Precondition};
 use super::pagination::{Page, PageRequest};
+use super::JsonBody;
 use crate::auth::{Access, CurrentUser, Role};
 use crate::codesets::{known_system, normalise_code};
 use crate::error::ApiError;
@@ -207,7 +208,7 @@ fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpRespons
 async fn create_code(
     state: web::Data<AppState>,
     caller: CurrentUser,
-    body: web::Json<CreateCodeRequest>,
+    body: JsonBody<CreateCodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
     let body = body.into_inner();
@@ -309,7 +310,7 @@ async fn update_code(
     caller: CurrentUser,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Json<UpdateCodeRequest>,
+    body: JsonBody<UpdateCodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;

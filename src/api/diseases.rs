@@ -11,7 +11,7 @@ use super::codes::CodeResponse;
 use super::conditional::{etag, Precondition};
 use super::pagination::{Page, PageRequest};
 use super::users::UserRef;
-use super::{nullable, parse_id, rfc3339};
+use super::{nullable, parse_id, present, rfc3339, JsonBody};
 use crate::auth::{Access, CurrentUser, Role};
 use crate::codesets::{known_system, normalise_code};
 use crate::db::DbConnection;
@@ -96,11 +96,13 @@ pub struct CreateDiseaseRequest {
 pub struct UpdateDiseaseRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
     #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub codes: Option<Vec<CodeRef>>,
 }
 
@@ -238,7 +240,7 @@ async fn list_diseases(
 async fn create_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,
-    body: web::Json<CreateDiseaseRequest>,
+    body: JsonBody<CreateDiseaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;
@@ -286,7 +288,7 @@ async fn update_disease(
     caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<UpdateDiseaseRequest>,
+    body: JsonBody<UpdateDiseaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let body = body.into_inner();

@@ -115,7 +115,18 @@ async fn filter_of(
             Some(n)
         }
     };
-    let method = query.method.as_ref().map(|m| m.trim().to_ascii_uppercase());
+    let method = match query.method.as_deref().map(str::trim) {
+        None => None,
+        Some(m) if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphabetic()) => {
+            Some(m.to_ascii_uppercase())
+        }
+        Some(_) => {
+            return Err(ApiError::field(
+                "method",
+                "must be an HTTP method such as GET",
+            ))
+        }
+    };
     let mut filter = EventFilter {
         method,
         path_prefix: query.path_prefix.clone().filter(|p| !p.is_empty()),

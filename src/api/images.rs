@@ -19,7 +19,7 @@ use super::labels::NamedRef;
 use super::pagination::{Page, PageRequest};
 use super::uploads::{sanitise_filename, storage_error, store_file_part};
 use super::users::UserRef;
-use super::{nullable, parse_id, rfc3339};
+use super::{nullable, parse_id, rfc3339, JsonBody};
 use crate::auth::{Access, CurrentUser, Role};
 use crate::db::DbConnection;
 use crate::error::ApiError;
@@ -532,7 +532,7 @@ async fn update_image(
     caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<UpdateImageRequest>,
+    body: JsonBody<UpdateImageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let body = body.into_inner();
@@ -607,7 +607,7 @@ async fn assign_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
     id: web::Path<String>,
-    body: web::Json<AssignLabelRequest>,
+    body: JsonBody<AssignLabelRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let body = body.into_inner();

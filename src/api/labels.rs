@@ -11,7 +11,7 @@ use validator::Validate;
 use super::conditional::{etag, Precondition};
 use super::pagination::{Page, PageRequest};
 use super::users::UserRef;
-use super::{nullable, parse_id, rfc3339};
+use super::{nullable, parse_id, present, rfc3339, JsonBody};
 use crate::auth::{Access, CurrentUser, Role};
 use crate::db::DbConnection;
 use crate::error::ApiError;
@@ -90,11 +90,13 @@ pub struct CreateLabelRequest {
 pub struct UpdateLabelRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
     #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
     #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub disease_ids: Option<Vec<String>>,
 }
 
@@ -211,7 +213,7 @@ async fn list_labels(
 async fn create_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
-    body: web::Json<CreateLabelRequest>,
+    body: JsonBody<CreateLabelRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;
@@ -259,7 +261,7 @@ async fn update_label(
     caller: CurrentUser,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<UpdateLabelRequest>,
+    body: JsonBody<UpdateLabelRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let body = body.into_inner();

@@ -34,6 +34,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     history::configure(cfg);
 }
 
+/// A JSON request body: like `web::Json` (same limits, content type and error mapping), but it
+/// must be a JSON object. (serde would otherwise fill a struct from an array, positionally.)
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            if !value.is_object() {
+                return Err(ApiError::field("body", "must be a JSON object").into());
+            }
+            serde_json::from_value(value)
+                .map(JsonBody)
+                .map_err(|e| ApiError::field("body", e.to_string()).into())
+        })
+    }
+}
+
 /// A path id: anything that is not a UUID names nothing (404). Returns the canonical form.
 pub fn parse_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
@@ -70,6 +101,16 @@ pub fn rfc3339_opt<S: Serializer>(at: &Option<NaiveDateTime>, s: S) -> Result<S:
         Some(at) => rfc3339(at, s),
         None => s.serialize_none(),
     }
+}
+
+/// For fields that may be absent but, when present, not `null` (absent -> `None`, `null` ->
+/// a validation error rather than silently "unchanged").
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// For PATCH fields that may be set to `null`: absent -> `None`, `null` -> `Some(None)`.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::pagination::{Page, PageRequest};
-use super::{nullable, parse_id, rfc3339};
+use super::{nullable, parse_id, present, rfc3339, JsonBody};
 use crate::auth::{password, Access, CurrentUser, Role, RoleSet};
 use crate::error::{ApiError, FieldErrors};
 use crate::models::users::{self, NewUser, User, UserChanges};
@@ -104,9 +104,12 @@ pub struct UpdateUserRequest {
     #[schema(value_type = Option<String>, nullable, format = Email)]
     pub email: Option<Option<String>>,
     #[schema(value_type = Vec<crate::auth::Role>)]
+    #[serde(default, deserialize_with = "present")]
     pub roles: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub is_active: Option<bool>,
     #[schema(min_length = 12, max_length = 256)]
+    #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
 }
 
@@ -181,7 +184,7 @@ async fn list_users(
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user", summary = "Create a user (admin)", request_body(content = CreateUserRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = UserResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Username taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn create_user(
     state: web::Data<AppState>,
-    body: web::Json<CreateUserRequest>,
+    body: JsonBody<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = body.validate().err().map(|e| match ApiError::from(e) {
@@ -251,7 +254,7 @@ async fn update_user(
     state: web::Data<AppState>,
     caller: CurrentUser,
     id: web::Path<String>,
-    body: web::Json<UpdateUserRequest>,
+    body: JsonBody<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let body = body.into_inner();

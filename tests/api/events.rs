@@ -256,6 +256,11 @@ async fn admins_list_filter_and_export_events() {
         .problem(400);
     admin.get("/api/v1/events?status=abc").await.problem(400);
     admin.get("/api/v1/events?status=999").await.problem(422);
+    admin.get("/api/v1/events?method=").await.problem(422);
+    admin
+        .get("/api/v1/events?method=GET%20X")
+        .await
+        .problem(422);
 
     let csv = admin
         .send(

@@ -91,6 +91,19 @@ async fn errors_from_actix_itself_are_problem_json_too() {
         .post("/api/v1/users", &json!(["not", "an", "object"]))
         .await
         .problem(422);
+    // An array fills a struct positionally in serde; bodies must be objects.
+    let me = admin.get("/api/v1/auth/me").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin
+        .patch(&format!("/api/v1/users/{me}"), &json!([null, null]))
+        .await
+        .problem(422);
+    admin
+        .post("/api/v1/labels", &json!(["Effusion"]))
+        .await
+        .problem(422);
 }
 
 #[actix_web::test]

@@ -211,6 +211,12 @@ async fn admin_updates_profile_and_roles() {
         .patch(&format!("/api/v1/users/{id}"), &json!({"colour": "blue"}))
         .await
         .problem(422);
+    for field in ["is_active", "roles", "password"] {
+        admin
+            .patch(&format!("/api/v1/users/{id}"), &json!({ field: null }))
+            .await
+            .problem(422);
+    }
     admin
         .patch("/api/v1/users/not-a-uuid", &json!({"full_name": "x"}))
         .await
