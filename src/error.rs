@@ -128,6 +128,7 @@ impl From<validator::ValidationErrors> for ApiError {
 
 /// The problem+json body (RFC 9457).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "urn:medlabel:problem:validation", "title": "Unprocessable Entity", "status": 422, "detail": "validation failed", "request_id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "errors": {"name": ["must be 1 to 200 characters"]}}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"username": "dr.house", "password": "vicodin and puzzles"}))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -51,6 +52,7 @@ pub struct LoginResponse {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"current_password": "vicodin and puzzles", "new_password": "a brand new passphrase"}))]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
@@ -59,6 +61,7 @@ pub struct ChangePasswordRequest {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"name": "nightly export", "expires_in_days": 30}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
@@ -99,6 +102,7 @@ impl From<ApiToken> for TokenResponse {
 
 /// A token as created: the secret is shown only here.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "name": "nightly export", "token": "mlt_3q2+7w...", "created_at": "2026-11-21T09:30:00.123Z", "expires_at": "2026-12-21T09:30:00.123Z"}))]
 pub struct CreatedTokenResponse {
     pub id: String,
     pub name: String,

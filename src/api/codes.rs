@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `Code` on the wire.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "system": "icd-10", "code": "J18.9", "description": "Pneumonia, unspecified organism", "billable": true, "is_active": true}))]
 pub struct CodeResponse {
     pub id: String,
     pub system: String,
@@ -81,6 +82,7 @@ pub struct ListCodesQuery {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"system": "snomed-ct", "code": "233604007", "description": "Pneumonia"}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateCodeRequest {
     #[schema(pattern = "^(icd-9|icd-10|snomed-ct)$")]

@@ -79,6 +79,7 @@ pub struct ListDiseasesQuery {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Pneumonia", "description": "Infection of the lung parenchyma", "codes": [{"system": "icd-10", "code": "J18.9"}, {"system": "icd-9", "code": "486"}]}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateDiseaseRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]

@@ -118,6 +118,7 @@ pub struct ListImagesQuery {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"description": "Chest X-ray, PA view"}))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateImageRequest {
     #[serde(default, deserialize_with = "nullable")]
@@ -127,6 +128,7 @@ pub struct UpdateImageRequest {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"label_id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "note": "right lower lobe"}))]
 #[serde(deny_unknown_fields)]
 pub struct AssignLabelRequest {
     #[schema(format = Uuid)]

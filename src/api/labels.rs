@@ -73,6 +73,7 @@ pub struct ListLabelsQuery {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Pleural effusion", "description": "Fluid in the pleural space", "disease_ids": ["01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77"]}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateLabelRequest {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]

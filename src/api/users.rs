@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `User` on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "username": "dr.house", "full_name": "Gregory House", "email": "house@example.org", "roles": ["doctor"], "is_active": true, "created_at": "2026-11-21T09:30:00.123Z"}))]
 pub struct UserResponse {
     pub id: String,
     pub username: String,
@@ -75,6 +76,7 @@ pub struct ListUsersQuery {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"username": "dr.house", "password": "vicodin and puzzles", "full_name": "Gregory House", "email": "house@example.org", "roles": ["doctor"]}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     #[validate(custom(function = "valid_username"))]
@@ -93,6 +95,7 @@ pub struct CreateUserRequest {
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(example = json!({"roles": ["doctor", "researcher"], "is_active": true}))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "nullable")]
