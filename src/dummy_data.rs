@@ -5,9 +5,9 @@
 //! the API would record. Deterministic for a given `--seed` (passwords and tokens excepted).
 //! Running it again adds more data.
 
-use std::io::Cursor;
-
 use anyhow::Context as _;
+use dicom_core::VR;
+use dicom_dictionary_std::tags;
 use fake::faker::internet::en::SafeEmail;
 use fake::faker::name::en::{FirstName, LastName};
 use fake::Fake;
@@ -403,86 +403,11 @@ fn random_image(rng: &mut StdRng) -> anyhow::Result<(ImageKind, Vec<u8>, u32, u3
         Ok((ImageKind::Jpeg, out, width, height))
     } else {
         let (rows, columns) = (height.min(256) as u16, width.min(256) as u16);
-        Ok((
-            ImageKind::Dicom,
-            dicom_image(rows, columns, shade)?,
-            columns as u32,
-            rows as u32,
-        ))
+        let patient = [
+            (tags::PATIENT_NAME, VR::PN, "Demo^Patient".to_owned()),
+            (tags::PATIENT_ID, VR::LO, "DEMO-0001".to_owned()),
+        ];
+        let bytes = crate::imaging::dicom::synthetic_dicom(rows, columns, shade, &patient)?;
+        Ok((ImageKind::Dicom, bytes, columns as u32, rows as u32))
     }
-}
-
-fn dicom_image(rows: u16, columns: u16, shade: u8) -> anyhow::Result<Vec<u8>> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::{tags, uids};
-    use dicom_object::meta::FileMetaTableBuilder;
-    use dicom_object::InMemDicomObject;
-    let mut obj = InMemDicomObject::new_empty();
-    let instance = format!("2.25.{}", uuid::Uuid::now_v7().as_u128());
-    obj.put(DataElement::new(
-        tags::SOP_CLASS_UID,
-        VR::UI,
-        "1.2.840.10008.5.1.4.1.1.7",
-    ));
-    obj.put(DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        instance.as_str(),
-    ));
-    obj.put(DataElement::new(tags::MODALITY, VR::CS, "OT"));
-    obj.put(DataElement::new(tags::PATIENT_NAME, VR::PN, "Demo^Patient"));
-    obj.put(DataElement::new(tags::PATIENT_ID, VR::LO, "DEMO-0001"));
-    obj.put(DataElement::new(
-        tags::ROWS,
-        VR::US,
-        PrimitiveValue::from(rows),
-    ));
-    obj.put(DataElement::new(
-        tags::COLUMNS,
-        VR::US,
-        PrimitiveValue::from(columns),
-    ));
-    obj.put(DataElement::new(
-        tags::SAMPLES_PER_PIXEL,
-        VR::US,
-        PrimitiveValue::from(1_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        "MONOCHROME2",
-    ));
-    obj.put(DataElement::new(
-        tags::BITS_ALLOCATED,
-        VR::US,
-        PrimitiveValue::from(8_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::BITS_STORED,
-        VR::US,
-        PrimitiveValue::from(8_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::HIGH_BIT,
-        VR::US,
-        PrimitiveValue::from(7_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::PIXEL_REPRESENTATION,
-        VR::US,
-        PrimitiveValue::from(0_u16),
-    ));
-    let pixels: Vec<u8> = (0..rows as usize * columns as usize)
-        .map(|i| (i as u8).wrapping_add(shade))
-        .collect();
-    obj.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OB,
-        PrimitiveValue::from(pixels),
-    ));
-    let file = obj
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))?;
-    let mut out = Cursor::new(Vec::new());
-    file.write_all(&mut out)?;
-    Ok(out.into_inner())
 }

@@ -1,10 +1,8 @@
 //! Test files made here: real PNG, JPEG and DICOM images carrying canary values in every place
 //! de-identification must clear, and multipart bodies.
 
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::{tags, uids};
-use dicom_object::meta::FileMetaTableBuilder;
-use dicom_object::InMemDicomObject;
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags;
 
 /// The value planted in every identifying field.
 pub const CANARY: &str = "CANARY-7f3a";
@@ -74,88 +72,22 @@ pub const DICOM_IDENTIFYING: [(Tag, VR); 16] = [
 ];
 
 pub fn dicom(rows: u16, columns: u16) -> Vec<u8> {
-    let mut obj = InMemDicomObject::new_empty();
-    obj.put(DataElement::new(
-        tags::SOP_CLASS_UID,
-        VR::UI,
-        "1.2.840.10008.5.1.4.1.1.7",
-    ));
-    obj.put(DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        "1.2.826.0.1.3680043.2.1125.1.1",
-    ));
-    obj.put(DataElement::new(tags::MODALITY, VR::CS, "OT"));
-    for (tag, vr) in DICOM_IDENTIFYING {
-        let value = match vr {
-            VR::DA => "19700101".to_owned(),
-            VR::AS => "042Y".to_owned(),
-            VR::CS => "O".to_owned(),
-            _ => CANARY.to_owned(),
-        };
-        obj.put(DataElement::new(tag, vr, value));
-    }
-    // A private block with the canary.
-    obj.put(DataElement::new(
-        Tag(0x0009, 0x0010),
-        VR::LO,
-        "ACME PRIVATE",
-    ));
-    obj.put(DataElement::new(Tag(0x0009, 0x1001), VR::LO, CANARY));
-    obj.put(DataElement::new(
-        tags::ROWS,
-        VR::US,
-        PrimitiveValue::from(rows),
-    ));
-    obj.put(DataElement::new(
-        tags::COLUMNS,
-        VR::US,
-        PrimitiveValue::from(columns),
-    ));
-    obj.put(DataElement::new(
-        tags::SAMPLES_PER_PIXEL,
-        VR::US,
-        PrimitiveValue::from(1_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        "MONOCHROME2",
-    ));
-    obj.put(DataElement::new(
-        tags::BITS_ALLOCATED,
-        VR::US,
-        PrimitiveValue::from(8_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::BITS_STORED,
-        VR::US,
-        PrimitiveValue::from(8_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::HIGH_BIT,
-        VR::US,
-        PrimitiveValue::from(7_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::PIXEL_REPRESENTATION,
-        VR::US,
-        PrimitiveValue::from(0_u16),
-    ));
-    let pixels: Vec<u8> = (0..rows as usize * columns as usize)
-        .map(|i| (i % 256) as u8)
+    let mut attributes: Vec<(Tag, VR, String)> = DICOM_IDENTIFYING
+        .iter()
+        .map(|(tag, vr)| {
+            let value = match vr {
+                VR::DA => "19700101".to_owned(),
+                VR::AS => "042Y".to_owned(),
+                VR::CS => "O".to_owned(),
+                _ => CANARY.to_owned(),
+            };
+            (*tag, *vr, value)
+        })
         .collect();
-    obj.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OB,
-        PrimitiveValue::from(pixels),
-    ));
-    let file = obj
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
-        .unwrap();
-    let mut out = Vec::new();
-    file.write_all(&mut out).unwrap();
-    out
+    // A private block with the canary.
+    attributes.push((Tag(0x0009, 0x0010), VR::LO, "ACME PRIVATE".to_owned()));
+    attributes.push((Tag(0x0009, 0x1001), VR::LO, CANARY.to_owned()));
+    medlabel::imaging::dicom::synthetic_dicom(rows, columns, 0, &attributes).unwrap()
 }
 
 /// A multipart/form-data body: (content type header, body).
