@@ -241,6 +241,7 @@ where
     if depth.is_some() {
         return conn.transaction(f);
     }
+    let _writer = sqlite_writer();
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     let outcome = f(conn);
     if let DbConnection::Sqlite(sqlite) = conn {
@@ -250,6 +251,17 @@ where
         }
     }
     outcome
+}
+
+/// SQLite allows one writer at a time. This process's writers (write transactions and the
+/// audit writer) queue for it here, first come first served, instead of in SQLite's busy
+/// handler, which polls with growing sleeps (1 to 100 ms) and lets late arrivals overtake: under
+/// concurrent writes that polling put the slowest writes hundreds of milliseconds behind. Other
+/// processes writing the same file (the CLI next to a server) still wait under `busy_timeout`.
+/// One lock per process: a process serves one database (tests, which open many, only queue).
+pub fn sqlite_writer() -> parking_lot::FairMutexGuard<'static, ()> {
+    static WRITER: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
+    WRITER.lock()
 }
 
 /// The current time in UTC, truncated to milliseconds (the precision the API shows) so that both backends store and return

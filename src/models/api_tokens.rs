@@ -59,7 +59,7 @@ pub fn authenticate_token(
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(token_hash))
         .filter(api_tokens::expires_at.gt(at))
-        .filter(users::is_active.eq(true))
+        .filter(users::is_active)
         .select((ApiToken::as_select(), User::as_select()))
         .first(conn)
         .optional()?;

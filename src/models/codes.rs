@@ -86,7 +86,7 @@ pub fn list_systems(conn: &mut DbConnection) -> QueryResult<Vec<(String, String,
         .select((code_systems::id, code_systems::name, code_systems::version))
         .load(conn)?;
     let counts: Vec<(String, i64)> = codes::table
-        .filter(codes::is_active.eq(true))
+        .filter(codes::is_active)
         .group_by(codes::system_id)
         .select((codes::system_id, diesel::dsl::count_star()))
         .load(conn)?;
@@ -174,7 +174,7 @@ pub fn list_codes(
     limit: i64,
 ) -> QueryResult<Vec<Code>> {
     let mut query = codes::table
-        .filter(codes::is_active.eq(true))
+        .filter(codes::is_active)
         .select(Code::as_select())
         .order(codes::uuid.asc())
         .limit(limit)

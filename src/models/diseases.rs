@@ -71,7 +71,7 @@ pub fn find_diseases_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult
 pub fn name_taken(conn: &mut DbConnection, name: &str, except: Option<i64>) -> QueryResult<bool> {
     let mut query = diseases::table
         .filter(lower(diseases::name).eq(name.to_lowercase()))
-        .filter(diseases::is_active.eq(true))
+        .filter(diseases::is_active)
         .select(diseases::id)
         .into_boxed();
     if let Some(id) = except {
@@ -153,7 +153,7 @@ pub fn list_diseases(
     limit: i64,
 ) -> QueryResult<Vec<Disease>> {
     let mut query = diseases::table
-        .filter(diseases::is_active.eq(true))
+        .filter(diseases::is_active)
         .select(Disease::as_select())
         .order(diseases::uuid.asc())
         .limit(limit)

@@ -58,14 +58,17 @@ pub fn insert_events(conn: &mut DbConnection, batch: &[NewEvent]) -> QueryResult
             }
             Ok(())
         }),
-        DbConnection::Sqlite(c) => c.immediate_transaction(|c| {
-            for event in batch {
-                diesel::insert_into(events::table)
-                    .values(event)
-                    .execute(c)?;
-            }
-            Ok(())
-        }),
+        DbConnection::Sqlite(c) => {
+            let _writer = crate::db::sqlite_writer();
+            c.immediate_transaction(|c| {
+                for event in batch {
+                    diesel::insert_into(events::table)
+                        .values(event)
+                        .execute(c)?;
+                }
+                Ok(())
+            })
+        }
     }
 }
 

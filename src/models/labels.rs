@@ -64,7 +64,7 @@ pub fn find_labels_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<V
 pub fn name_taken(conn: &mut DbConnection, name: &str, except: Option<i64>) -> QueryResult<bool> {
     let mut query = labels::table
         .filter(lower(labels::name).eq(name.to_lowercase()))
-        .filter(labels::is_active.eq(true))
+        .filter(labels::is_active)
         .select(labels::id)
         .into_boxed();
     if let Some(id) = except {
@@ -148,7 +148,7 @@ pub fn list_labels(
     limit: i64,
 ) -> QueryResult<Vec<Label>> {
     let mut query = labels::table
-        .filter(labels::is_active.eq(true))
+        .filter(labels::is_active)
         .select(Label::as_select())
         .order(labels::uuid.asc())
         .limit(limit)

@@ -169,7 +169,7 @@ pub fn active_admin_exists(conn: &mut DbConnection) -> QueryResult<bool> {
     let count: i64 = users::table
         .inner_join(user_groups::table.inner_join(groups_t::table))
         .filter(groups_t::name.eq(Role::Admin.name()))
-        .filter(users::is_active.eq(true))
+        .filter(users::is_active)
         .count()
         .get_result(conn)?;
     Ok(count > 0)
