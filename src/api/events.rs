@@ -207,10 +207,7 @@ fn csv_row(event: &Event, user: &Option<(String, String)>) -> String {
     let fields = [
         event.uuid.clone(),
         event.request_id.clone(),
-        event
-            .occurred_at
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string(),
+        super::rfc3339_text(&event.occurred_at),
         user_id,
         username,
         event.auth.clone(),

@@ -92,7 +92,35 @@ pub fn parse_query_uuid(raw: &str, field: &str) -> Result<String, ApiError> {
 
 /// Serialises a UTC timestamp as RFC 3339 with milliseconds: `2026-11-21T09:30:00.123Z`.
 pub fn rfc3339<S: Serializer>(at: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&at.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    s.serialize_str(&rfc3339_text(at))
+}
+
+/// A UTC timestamp as RFC 3339 with milliseconds, written digit by digit: chrono's `format`
+/// parses its pattern again on every call, which showed in the profile of list responses (two or
+/// three timestamps per item). Years outside 0-9999 go through chrono.
+pub fn rfc3339_text(at: &NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        return at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    }
+    let millis = at.nanosecond() / 1_000_000 % 1000;
+    let mut out = String::with_capacity(24);
+    let mut push = |value: u32, width: u32, after: char| {
+        for place in (0..width).rev() {
+            let digit = value / 10u32.pow(place) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(after);
+    };
+    push(year as u32, 4, '-');
+    push(at.month(), 2, '-');
+    push(at.day(), 2, 'T');
+    push(at.hour(), 2, ':');
+    push(at.minute(), 2, ':');
+    push(at.second(), 2, '.');
+    push(millis, 3, 'Z');
+    out
 }
 
 /// Like [`rfc3339`] for optional timestamps (`null` when absent).
@@ -120,4 +148,28 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_like_chrono_writes_them() {
+        for text in [
+            "2026-11-21T09:30:00.123",
+            "0999-01-02T03:04:05.006",
+            "2024-02-29T23:59:59.999",
+        ] {
+            let at = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.3f").unwrap();
+            assert_eq!(
+                rfc3339_text(&at),
+                at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+            );
+        }
+        let far = chrono::NaiveDate::from_ymd_opt(12026, 1, 1)
+            .and_then(|d| d.and_hms_milli_opt(0, 0, 0, 5))
+            .unwrap();
+        assert_eq!(rfc3339_text(&far), "+12026-01-01T00:00:00.005Z");
+    }
 }
