@@ -195,9 +195,8 @@ pub fn assignments_of(
     conn: &mut DbConnection,
     image_ids: &[i64],
 ) -> QueryResult<HashMap<i64, Vec<Assignment>>> {
-    let rows: Vec<Assignment> = image_labels::table
+    let query = image_labels::table
         .inner_join(labels::table)
-        .filter(image_labels::image_id.eq_any(image_ids))
         .order((image_labels::assigned_at, labels::name))
         .select((
             image_labels::image_id,
@@ -207,8 +206,15 @@ pub fn assignments_of(
             image_labels::assigned_at,
             labels::uuid,
             labels::name,
-        ))
-        .load(conn)?;
+        ));
+    // One image (a read, every diagnosis change): `=` keeps the prepared statement cached;
+    // diesel prepares an `IN (...)` list anew each time.
+    let rows: Vec<Assignment> = match image_ids {
+        [one] => query.filter(image_labels::image_id.eq(*one)).load(conn)?,
+        _ => query
+            .filter(image_labels::image_id.eq_any(image_ids))
+            .load(conn)?,
+    };
     let mut map: HashMap<i64, Vec<Assignment>> = HashMap::new();
     for row in rows {
         map.entry(row.image_id).or_default().push(row);

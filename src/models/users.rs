@@ -181,10 +181,12 @@ pub fn user_refs(
     conn: &mut DbConnection,
     ids: &[i64],
 ) -> QueryResult<HashMap<i64, (String, String)>> {
-    let rows: Vec<(i64, String, String)> = users::table
-        .filter(users::id.eq_any(ids))
-        .select((users::id, users::uuid, users::username))
-        .load(conn)?;
+    let query = users::table.select((users::id, users::uuid, users::username));
+    // `=` for one user keeps the statement cached (see `images::assignments_of`).
+    let rows: Vec<(i64, String, String)> = match ids {
+        [one] => query.filter(users::id.eq(*one)).load(conn)?,
+        _ => query.filter(users::id.eq_any(ids)).load(conn)?,
+    };
     Ok(rows
         .into_iter()
         .map(|(id, uuid, name)| (id, (uuid, name)))
