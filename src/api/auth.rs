@@ -138,7 +138,7 @@ async fn login(
     let client_ip = req
         .extensions()
         .get::<RequestContext>()
-        .map(|c| c.client_ip.to_string())
+        .map(|c| throttle::client_key(c.client_ip))
         .unwrap_or_default();
 
     let (locked, user) = {

@@ -1,6 +1,7 @@
 //! The audit log (admin): `GET /events`, newest first, as JSON pages or streamed as CSV.
 
 use actix_web::http::header;
+use actix_web::mime;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
 use futures_util::stream;
@@ -157,11 +158,30 @@ async fn filter_of(
     Ok(Some(filter))
 }
 
+/// True when the `Accept` header (RFC 9110 section 12.5.1, with q-values) prefers `text/csv`
+/// (or `text/*`) to JSON: its weight is above zero and at least that of `application/json`,
+/// `application/*` or `*/*`. `text/csv;q=0` means "not CSV".
 fn wants_csv(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))
+    let Ok(accept) = <header::Accept as header::Header>::parse(req) else {
+        return false;
+    };
+    let weight = |matches: &dyn Fn(&mime::Mime) -> bool| {
+        accept
+            .iter()
+            .filter(|item| matches(&item.item))
+            .map(|item| item.quality)
+            .max()
+    };
+    let csv =
+        weight(&|m| m.type_() == mime::TEXT && (m.subtype() == "csv" || m.subtype() == mime::STAR));
+    let json = weight(&|m| {
+        (m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.subtype() == mime::STAR))
+            || m.type_() == mime::STAR
+    });
+    match csv {
+        Some(q) if q > header::Quality::ZERO => json.is_none_or(|j| q >= j),
+        _ => false,
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", operation_id = "list_events", summary = "The audit log (admin), newest first; CSV with Accept: text/csv", params(ListEventsQuery), responses((status = 200, description = "A page of events, or all as CSV", content((Page<EventResponse> = "application/json"), (String = "text/csv")))))]
@@ -191,42 +211,62 @@ async fn list_events(
     Ok(HttpResponse::Ok().json(body))
 }
 
-const CSV_HEADER: &str =
-    "id,request_id,occurred_at,user_id,username,auth,method,path,query,status,duration_ms,client_ip,user_agent,headers\n";
+const CSV_HEADER: [&str; 14] = [
+    "id",
+    "request_id",
+    "occurred_at",
+    "user_id",
+    "username",
+    "auth",
+    "method",
+    "path",
+    "query",
+    "status",
+    "duration_ms",
+    "client_ip",
+    "user_agent",
+    "headers",
+];
 
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
+/// A cell as written: one that a spreadsheet would read as a formula (it starts with `=`, `+`,
+/// `-`, `@`, tab or carriage return) is prefixed with `'` (OWASP "CSV Injection").
+fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
     } else {
-        value.to_owned()
+        value.into()
     }
 }
 
-fn csv_row(event: &Event, user: &Option<(String, String)>) -> String {
-    let (user_id, username) = user.clone().unwrap_or_default();
-    let fields = [
-        event.uuid.clone(),
-        event.request_id.clone(),
-        super::rfc3339_text(&event.occurred_at),
-        user_id,
-        username,
-        event.auth.clone(),
-        event.method.clone(),
-        event.path.clone(),
-        event.query.clone(),
-        event.status.to_string(),
-        format!("{:.3}", event.duration_ms),
-        event.client_ip.clone(),
-        event.user_agent.clone().unwrap_or_default(),
-        event.headers.clone(),
-    ];
-    let mut line = fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push('\n');
-    line
+/// CSV records (RFC 4180, written by the `csv` crate) for `rows`, with the header row first
+/// when `header` is set.
+fn csv_records(rows: &[(Event, Option<(String, String)>)], header: bool) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 512));
+    if header {
+        let _ = writer.write_record(CSV_HEADER);
+    }
+    for (event, user) in rows {
+        let (user_id, username) = user.clone().unwrap_or_default();
+        let fields = [
+            event.uuid.clone(),
+            event.request_id.clone(),
+            super::rfc3339_text(&event.occurred_at),
+            user_id,
+            username,
+            event.auth.clone(),
+            event.method.clone(),
+            event.path.clone(),
+            event.query.clone(),
+            event.status.to_string(),
+            format!("{:.3}", event.duration_ms),
+            event.client_ip.clone(),
+            event.user_agent.clone().unwrap_or_default(),
+            event.headers.clone(),
+        ];
+        // Writing to memory cannot fail.
+        let _ = writer.write_record(fields.iter().map(|f| csv_cell(f).into_owned()));
+    }
+    writer.into_inner().unwrap_or_default()
 }
 
 /// Streams every matching event as CSV, newest first, a keyset page at a time (memory stays
@@ -254,7 +294,7 @@ fn csv_response(
                         Step::Done
                     };
                     return Some((
-                        Ok::<_, actix_web::Error>(web::Bytes::from_static(CSV_HEADER.as_bytes())),
+                        Ok::<_, actix_web::Error>(web::Bytes::from(csv_records(&[], true))),
                         next,
                     ));
                 }
@@ -279,7 +319,7 @@ fn csv_response(
                 )),
                 Ok(rows) => {
                     let last = rows.last().map(|(e, _)| e.uuid.clone());
-                    let text: String = rows.iter().map(|(e, u)| csv_row(e, u)).collect();
+                    let text = csv_records(&rows, false);
                     let next = if rows.len() < BATCH as usize {
                         Step::Done
                     } else {
@@ -293,4 +333,38 @@ fn csv_response(
     HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .streaming(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(value: &str) -> bool {
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((header::ACCEPT, value))
+            .to_http_request();
+        wants_csv(&req)
+    }
+
+    #[test]
+    fn csv_is_chosen_by_weight() {
+        assert!(accepts("text/csv"));
+        assert!(accepts("text/csv;q=0.9, application/json;q=0.5"));
+        assert!(accepts("application/json;q=0.1, text/csv"));
+        assert!(accepts("text/*"));
+        assert!(!accepts("text/csv;q=0"));
+        assert!(!accepts("text/csv;q=0, */*"));
+        assert!(!accepts("application/json, text/csv;q=0.5"));
+        assert!(!accepts("*/*"));
+        assert!(!accepts("application/json"));
+        assert!(!accepts("not a media type"));
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_cell(bad).starts_with('\''), "{bad}");
+        }
+        assert_eq!(csv_cell("curl/8"), "curl/8");
+    }
 }

@@ -15,19 +15,44 @@ use crate::middleware::request_context::RequestContext;
 use crate::models::events::NewEvent;
 
 pub const REDACTED: &str = "[redacted]";
-const SECRET_HEADERS: [&str; 5] = [
+/// Header names whose values are always credentials.
+const SECRET_HEADERS: [&str; 7] = [
     "authorization",
+    "authentication",
     "cookie",
     "set-cookie",
     "proxy-authorization",
     "x-api-key",
+    "x-amz-security-token",
 ];
-const SECRET_PARAMS: [&str; 4] = ["token", "password", "secret", "key"];
+/// A query parameter (or header) whose folded name contains one of these is a secret.
+const SECRET_WORDS: [&str; 10] = [
+    "token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "key",
+    "auth",
+    "session",
+    "signature",
+    "credential",
+];
 const MAX_VALUE: usize = 1024;
 
-/// Requests under `/api/` and `/docs` are audited; `/health` is not.
+/// Every request is audited except `/health`; `path` is the canonical path
+/// ([`crate::middleware::canonical_path`]), so no spelling of an `/api/` or `/docs` path escapes.
 pub fn is_audited(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/docs" || path.starts_with("/docs/")
+    path != "/health"
+}
+
+/// True when a name (of a query parameter or header), percent-decoded (`+` as space, as in
+/// `application/x-www-form-urlencoded`) and case-folded, contains a secret word.
+pub fn is_secret_name(name: &str) -> bool {
+    let spaced = name.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy();
+    let folded = crate::text::fold_key(&decoded);
+    SECRET_WORDS.iter().any(|word| folded.contains(word))
 }
 
 /// What a login handler tells the audit log: who logged in (on success) and the username that
@@ -115,6 +140,12 @@ pub fn event(
     }
 }
 
+/// A path that could not be canonicalised, as recorded: percent-decoded where possible,
+/// invalid UTF-8 shown as U+FFFD.
+pub fn lossy_path(raw: &str) -> String {
+    truncate(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+}
+
 fn truncate(value: &str) -> String {
     value.chars().take(MAX_VALUE).collect()
 }
@@ -124,8 +155,10 @@ pub fn redact_headers(headers: &HeaderMap) -> String {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let name = name.as_str().to_ascii_lowercase();
-        let value = if SECRET_HEADERS.contains(&name.as_str()) {
+        let value = if SECRET_HEADERS.contains(&name.as_str()) || is_secret_name(&name) {
             REDACTED.to_owned()
+        } else if name == "referer" {
+            redact_url(&String::from_utf8_lossy(value.as_bytes()))
         } else {
             truncate(&String::from_utf8_lossy(value.as_bytes()))
         };
@@ -150,8 +183,7 @@ pub fn redact_query(query: &str) -> String {
         .split('&')
         .map(|pair| {
             let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
-            let lower = name.to_ascii_lowercase();
-            if SECRET_PARAMS.iter().any(|s| lower.contains(s)) {
+            if is_secret_name(name) {
                 format!("{name}={REDACTED}")
             } else {
                 pair.to_owned()
@@ -159,6 +191,16 @@ pub fn redact_query(query: &str) -> String {
         })
         .collect();
     truncate(&redacted.join("&"))
+}
+
+/// A URL (a `Referer`) with its query redacted as a request's own query is; the fragment is
+/// dropped (a fragment can carry an OAuth token).
+pub fn redact_url(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or_default();
+    match url.split_once('?') {
+        Some((base, query)) => truncate(&format!("{base}?{}", redact_query(query))),
+        None => truncate(url),
+    }
 }
 
 #[cfg(test)]
@@ -199,10 +241,64 @@ mod tests {
     }
 
     #[test]
+    fn secret_names_are_found_after_decoding_and_folding() {
+        for name in [
+            "pass%77ord",
+            "%74oken",
+            "%54OKEN",
+            "API_KEY",
+            "db_pwd",
+            "passwd",
+            "x-session",
+            "sig%6Eature",
+            "aws+credential",
+            "%C5%BFecret",
+            "Authorization",
+            "oauth",
+        ] {
+            let q = redact_query(&format!("a=1&{name}=live-value&{name}=again"));
+            assert!(
+                !q.contains("live-value") && !q.contains("again"),
+                "{name}: {q}"
+            );
+            assert!(q.starts_with("a=1&"), "{q}");
+        }
+        for name in ["limit", "q", "cursor", "since", "label_id", "%71"] {
+            assert_eq!(redact_query(&format!("{name}=x")), format!("{name}=x"));
+        }
+    }
+
+    #[test]
+    fn credential_like_headers_and_referer_queries_are_redacted() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-auth-token", "live1"),
+            ("x-access-token", "live2"),
+            ("x-amz-security-token", "live3"),
+            ("x-csrf-token", "live4"),
+            ("authentication", "live5"),
+            (
+                "referer",
+                "https://app.example/x?page=2&access_token=live6#id_token=live7",
+            ),
+            ("user-agent", "curl/8"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let json = redact_headers(&headers);
+        assert!(!json.contains("live"), "{json}");
+        assert!(json.contains("page=2") && json.contains("curl/8"), "{json}");
+    }
+
+    #[test]
     fn audited_paths() {
         assert!(
             is_audited("/api/v1/labels") && is_audited("/docs") && is_audited("/docs/index.html")
         );
-        assert!(!is_audited("/health") && !is_audited("/documents"));
+        assert!(is_audited("/documents") && is_audited("/") && is_audited("/api%2Fv1"));
+        assert!(!is_audited("/health"));
     }
 }

@@ -17,6 +17,7 @@ use actix_web::{web, HttpMessage};
 
 use super::{tokens, AuthKind, CurrentUser};
 use crate::error::ApiError;
+use crate::middleware::request_context::RequestContext;
 use crate::models::{api_tokens, users};
 use crate::state::AppState;
 
@@ -70,12 +71,14 @@ async fn resolve(req: &mut ServiceRequest) -> Result<Option<CurrentUser>, ApiErr
     Ok(user)
 }
 
+/// True when a query parameter is named (after percent-decoding and case folding) `token` or
+/// `access_token`.
 fn has_token_in_url(query: &str) -> bool {
     query.split('&').any(|pair| {
-        let name = pair.split('=').next().unwrap_or_default();
-        URL_TOKEN_PARAMS
-            .iter()
-            .any(|p| name.eq_ignore_ascii_case(p))
+        let name = pair.split('=').next().unwrap_or_default().replace('+', " ");
+        let name = percent_encoding::percent_decode_str(&name).decode_utf8_lossy();
+        let name = crate::text::fold_key(&name);
+        URL_TOKEN_PARAMS.contains(&name.as_str())
     })
 }
 
@@ -144,8 +147,58 @@ fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// True when the request carries no `Origin`/`Referer` (not a browser), or names this host or
-/// a configured CORS origin.
+/// The origin (`scheme://host[:port]`, lower case) the client addressed. The forwarding headers
+/// (`Forwarded: host=;proto=`, RFC 7239, then `X-Forwarded-Host`/`-Proto`) are believed only
+/// when the peer is a configured trusted proxy; otherwise the `Host` header and plain `http`
+/// (this server does not terminate TLS).
+fn request_origin(req: &ServiceRequest) -> Option<String> {
+    let headers = req.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let via_proxy = req
+        .extensions()
+        .get::<RequestContext>()
+        .is_some_and(|c| c.via_trusted_proxy);
+    let (mut host, mut proto) = (None, None);
+    if via_proxy {
+        // The first element of `Forwarded` is what the outermost proxy saw.
+        if let Some(first) = text("forwarded").and_then(|f| f.split(',').next()) {
+            for pair in first.split(';') {
+                if let Some((name, value)) = pair.trim().split_once('=') {
+                    let value = value.trim().trim_matches('"').to_owned();
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "host" => host = Some(value),
+                        "proto" => proto = Some(value),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let first = |v: &str| v.split(',').next().unwrap_or_default().trim().to_owned();
+        host = host.or_else(|| text("x-forwarded-host").map(first));
+        proto = proto.or_else(|| text("x-forwarded-proto").map(first));
+    }
+    let host = host
+        .or_else(|| text("host").map(str::to_owned))
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))?;
+    let proto = proto.unwrap_or_else(|| "http".to_owned());
+    origin_of(&format!("{proto}://{host}"))
+}
+
+/// `scheme://host` without the scheme's default port (`:80` for http, `:443` for https).
+fn without_default_port(origin: &str) -> &str {
+    origin
+        .strip_suffix(":80")
+        .filter(|_| origin.starts_with("http://"))
+        .or_else(|| {
+            origin
+                .strip_suffix(":443")
+                .filter(|_| origin.starts_with("https://"))
+        })
+        .unwrap_or(origin)
+}
+
+/// True when the request carries no `Origin`/`Referer` (not a browser), or names the origin the
+/// client addressed (scheme, host and port) or a configured CORS origin.
 fn same_origin(req: &ServiceRequest, allowed: &[String]) -> bool {
     let headers = req.headers();
     let source = headers
@@ -162,16 +215,8 @@ fn same_origin(req: &ServiceRequest, allowed: &[String]) -> bool {
     {
         return true;
     }
-    let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or_default();
-    let host = req.connection_info().host().to_ascii_lowercase();
-    let default_port = if origin.starts_with("https://") {
-        ":443"
-    } else {
-        ":80"
-    };
-    authority == host
-        || format!("{authority}{default_port}") == host
-        || authority == host.trim_end_matches(default_port)
+    request_origin(req)
+        .is_some_and(|own| without_default_port(&own) == without_default_port(&origin))
 }
 
 /// `scheme://authority` of an Origin or Referer value, lower-cased; `None` for `null` or junk.
@@ -198,6 +243,8 @@ mod tests {
     fn url_tokens_are_detected_by_parameter_name() {
         assert!(has_token_in_url("token=abc"));
         assert!(has_token_in_url("limit=5&ACCESS_TOKEN=abc"));
+        assert!(has_token_in_url("%74oken=abc"));
+        assert!(has_token_in_url("ACCESS%5FTOKEN=abc"));
         assert!(!has_token_in_url("tokens=abc&q=token"));
         assert!(!has_token_in_url(""));
     }
@@ -214,5 +261,8 @@ mod tests {
         );
         assert_eq!(origin_of("null"), None);
         assert_eq!(origin_of("javascript://x"), None);
+        assert_eq!(without_default_port("http://a:80"), "http://a");
+        assert_eq!(without_default_port("https://a:443"), "https://a");
+        assert_eq!(without_default_port("http://a:443"), "http://a:443");
     }
 }

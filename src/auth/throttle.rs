@@ -17,6 +17,37 @@ pub fn username_key(username: &str) -> String {
     username.to_lowercase().chars().take(256).collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let a = client_key("2001:db8:1:2::1".parse().unwrap());
+        let b = client_key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        assert_ne!(a, client_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(client_key("::ffff:127.0.0.1".parse().unwrap()), "127.0.0.1");
+        assert_eq!(client_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
+}
+
+/// The form a client address is counted under: an IPv4 address as it is, an IPv6 address by
+/// its /64 network (RFC 4291: one subscriber usually holds a whole /64, so counting single
+/// addresses would let one client rotate through 2^64 of them).
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let network = ipnet::Ipv6Net::new(v6, 64)
+                .map(|n| n.trunc())
+                .unwrap_or_else(|_| ipnet::Ipv6Net::from(v6));
+            network.to_string()
+        }
+    }
+}
+
 /// `None` when a login may be tried now, or the seconds until it may (1..=900).
 pub fn locked_for(
     conn: &mut DbConnection,

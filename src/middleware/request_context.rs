@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use super::canonical_path::canonical_path;
 use crate::audit::record;
 use crate::error::Problem;
 use crate::state::AppState;
@@ -39,7 +40,12 @@ pub fn current_request_id() -> Option<Uuid> {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext {
     pub request_id: Uuid,
+    /// The client's address, IPv4-mapped IPv6 addresses unmapped (`::ffff:1.2.3.4` is
+    /// `1.2.3.4`).
     pub client_ip: IpAddr,
+    /// True when the peer is a configured trusted proxy: only then do forwarding headers
+    /// (`X-Forwarded-For`, `-Host`, `-Proto`, `Forwarded`) mean anything.
+    pub via_trusted_proxy: bool,
     pub started: Instant,
 }
 
@@ -47,9 +53,13 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const JSON_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 pub async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Routing, audit and headers all see the canonical path: the request is rewritten to it.
+    let canonical = canonical_path(req.path())
+        .ok()
+        .filter(|canonical| canonical == req.path() || rewrite_path(&mut req, canonical).is_some());
     let client_id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -63,8 +73,9 @@ pub async fn request_context(
         .unwrap_or_default();
     let peer = req
         .peer_addr()
-        .map(|a| a.ip())
+        .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let via_trusted_proxy = trusted.iter().any(|net| net.contains(&peer));
     let forwarded = req
         .headers()
         .get("x-forwarded-for")
@@ -73,11 +84,14 @@ pub async fn request_context(
     let context = RequestContext {
         request_id,
         client_ip,
+        via_trusted_proxy,
         started: Instant::now(),
     };
     req.extensions_mut().insert(context);
 
-    let path = req.path().to_owned();
+    let path = canonical
+        .clone()
+        .unwrap_or_else(|| record::lossy_path(req.path()));
     let facts = record::is_audited(&path).then(|| {
         record::RequestFacts::of(
             req.method().as_str(),
@@ -89,8 +103,15 @@ pub async fn request_context(
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %path);
     // Part of an inner service runs synchronously inside `call` (routing), part in its future:
     // a panic in either becomes a 500 problem.
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| next.call(req))) {
-        Ok(future) => {
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        canonical.is_some().then(|| next.call(req))
+    })) {
+        Ok(None) => Ok(Err(Unanswered {
+            request_id,
+            status: StatusCode::BAD_REQUEST,
+        }
+        .into())),
+        Ok(Some(future)) => {
             REQUEST_ID
                 .scope(request_id, AssertUnwindSafe(future).catch_unwind())
                 .instrument(span.clone())
@@ -136,15 +157,10 @@ pub async fn request_context(
                 );
                 problem.request_id = request_id.to_string();
                 let mut res = ServiceResponse::new(req, problem.response());
-                set_headers(res.headers_mut(), request_id, &path);
+                set_headers(res.headers_mut(), request_id);
                 Ok(res)
             }
-            _ => Err(Unanswered {
-                request_id,
-                status,
-                path,
-            }
-            .into()),
+            _ => Err(Unanswered { request_id, status }.into()),
         };
     }
     match outcome {
@@ -152,19 +168,14 @@ pub async fn request_context(
             let mut res = REQUEST_ID.sync_scope(request_id, || {
                 into_problem_if_error(res.map_into_boxed_body())
             });
-            set_headers(res.headers_mut(), request_id, &path);
+            set_headers(res.headers_mut(), request_id);
             Ok(res)
         }
         // Inner layers answer their own errors as responses; what still arrives as an error
         // (a session-store failure, say) is answered here, with the request id.
         Ok(Err(err)) => {
             tracing::error!(parent: &span, error = %err, "request failed in middleware");
-            Err(Unanswered {
-                request_id,
-                status,
-                path,
-            }
-            .into())
+            Err(Unanswered { request_id, status }.into())
         }
         Err(panic) => {
             let message = panic
@@ -173,14 +184,23 @@ pub async fn request_context(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(parent: &span, panic = %message, "handler panicked");
-            Err(Unanswered {
-                request_id,
-                status,
-                path,
-            }
-            .into())
+            Err(Unanswered { request_id, status }.into())
         }
     }
+}
+
+/// Points the request at `path` (keeping its query), for the router as for every later layer.
+fn rewrite_path(req: &mut ServiceRequest, path: &str) -> Option<()> {
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    let uri = actix_web::http::Uri::from_parts(parts).ok()?;
+    req.match_info_mut().get_mut().update(&uri);
+    req.head_mut().uri = uri;
+    Some(())
 }
 
 /// An error or panic that no inner layer answered: rendered as a problem with the request id
@@ -189,7 +209,6 @@ pub async fn request_context(
 struct Unanswered {
     request_id: Uuid,
     status: StatusCode,
-    path: String,
 }
 
 impl std::fmt::Display for Unanswered {
@@ -208,7 +227,7 @@ impl actix_web::ResponseError for Unanswered {
         let mut problem = Problem::new(self.status, slug, detail);
         problem.request_id = self.request_id.to_string();
         let mut res = problem.response();
-        set_headers(res.headers_mut(), self.request_id, &self.path);
+        set_headers(res.headers_mut(), self.request_id);
         res
     }
 }
@@ -216,6 +235,10 @@ impl actix_web::ResponseError for Unanswered {
 fn generic_problem(status: StatusCode) -> (&'static str, String) {
     match status {
         StatusCode::NOT_FOUND => ("not-found", "no such resource".to_owned()),
+        StatusCode::BAD_REQUEST => (
+            "bad-request",
+            "the request path is not valid percent-encoded UTF-8".to_owned(),
+        ),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method-not-allowed",
             "this method is not allowed on this resource".to_owned(),
@@ -238,7 +261,10 @@ fn generic_problem(status: StatusCode) -> (&'static str, String) {
 /// The client address: the peer, unless the peer is a trusted proxy, in which case the
 /// rightmost `X-Forwarded-For` hop that is not trusted (hops a client wrote itself sit to the
 /// left of what the proxies appended, so they are never reached while the chain is trusted).
+/// IPv4-mapped IPv6 addresses (RFC 4291 section 2.5.5.2, as a dual-stack `[::]` listener
+/// reports IPv4 peers) are unmapped before matching and in the result.
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -248,7 +274,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
     };
     let mut last = peer;
     for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
+        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if is_trusted(&ip) => last = ip,
             Ok(ip) => return ip,
             Err(_) => return last,
@@ -286,7 +312,7 @@ fn into_problem_if_error(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBo
     ServiceResponse::new(req, new)
 }
 
-fn set_headers(headers: &mut HeaderMap, request_id: Uuid, path: &str) {
+fn set_headers(headers: &mut HeaderMap, request_id: Uuid) {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -302,9 +328,8 @@ fn set_headers(headers: &mut HeaderMap, request_id: Uuid, path: &str) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    if path.starts_with("/api/") || path == "/health" {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+    // Every answer (API, auth, health, documentation, errors) is private to its caller.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if is_json {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -342,5 +367,19 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, None, &trusted), proxy);
         assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_unmapped() {
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(mapped, Some("::ffff:198.51.100.7"), &trusted).to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            client_ip("::ffff:203.0.113.9".parse().unwrap(), None, &[]).to_string(),
+            "203.0.113.9"
+        );
     }
 }

@@ -8,6 +8,7 @@ mod history;
 mod auth;
 mod cli;
 mod events;
+mod hardening;
 mod health;
 mod images;
 mod migrations;

@@ -101,3 +101,46 @@ fn history_is_append_only_in_the_database_itself() {
         "DELETE refused"
     );
 }
+
+#[test]
+fn events_are_append_only_in_the_database_itself() {
+    use diesel::RunQueryDsl as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
+    db.migrate().unwrap();
+    use diesel::connection::SimpleConnection;
+    let mut conn = db.get().unwrap();
+    conn.batch_execute(
+        "INSERT INTO events (uuid, request_id, occurred_at, auth, method, path, query, status, \
+         duration_ms, client_ip, headers) VALUES ('e1', 'r1', '2026-01-01 00:00:00', 'none', \
+         'GET', '/api/v1/labels', '', 200, 1.5, '127.0.0.1', '{}')",
+    )
+    .unwrap();
+    for statement in [
+        "UPDATE events SET status = 500",
+        "UPDATE events SET path = '/elsewhere' WHERE uuid = 'e1'",
+        "DELETE FROM events",
+        "DELETE FROM events WHERE uuid = 'e1'",
+    ] {
+        assert!(
+            conn.batch_execute(statement).is_err(),
+            "{statement} refused"
+        );
+    }
+    if matches!(*conn, medlabel::db::DbConnection::Postgres(_)) {
+        assert!(conn.batch_execute("TRUNCATE events").is_err());
+    }
+    let (status, path): (i32, String) = diesel::sql_query("SELECT status, path FROM events")
+        .get_result::<StatusPath>(&mut *conn)
+        .map(|r| (r.status, r.path))
+        .unwrap();
+    assert_eq!((status, path.as_str()), (200, "/api/v1/labels"));
+}
+
+#[derive(diesel::QueryableByName)]
+struct StatusPath {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    status: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    path: String,
+}

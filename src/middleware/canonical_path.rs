@@ -1,0 +1,141 @@
+//! The one canonical form of a request path, on which routing, auditing and the security headers
+//! are all decided (so that no spelling of a path reaches a route while escaping the audit log).
+//!
+//! Canonicalisation (RFC 3986 section 6.2.2, syntax-based normalisation):
+//! 1. the path is split at its literal `/`;
+//! 2. each segment is percent-decoded completely (section 2.1; upper or lower case hex); the
+//!    decoded bytes must be UTF-8, or the path is refused ([`BadPath`], answered 400);
+//! 3. empty segments (`//`) are dropped and dot segments (`.`, `..`, however encoded) are
+//!    removed as section 5.2.4 says (`..` never climbs above the root);
+//! 4. each segment is percent-encoded again where a path may not hold the character literally
+//!    (controls, space, non-ASCII, and `"#%/<>?[\]^`{|}`), with upper-case hex (section 6.2.2.1).
+//!
+//! A `/` that was sent encoded (`%2F`) stays `%2F`: it is data inside a segment, never a
+//! separator. A trailing `/` is kept (`/api/v1/labels/` is another resource than
+//! `/api/v1/labels`).
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Characters encoded in a canonical path segment (beyond controls and non-ASCII).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A path whose percent-decoded bytes are not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPath;
+
+/// The canonical form of `raw` (an origin-form path such as `/%61pi/v1//images/./x`), or
+/// [`BadPath`]. A path that does not start with `/` (the asterisk-form `*` of `OPTIONS`) is
+/// returned as it is.
+pub fn canonical_path(raw: &str) -> Result<String, BadPath> {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return Ok(raw.to_owned());
+    };
+    let mut segments: Vec<String> = Vec::new();
+    let mut trailing_slash = false;
+    for piece in rest.split('/') {
+        let decoded = percent_decode_str(piece)
+            .decode_utf8()
+            .map_err(|_| BadPath)?;
+        match decoded.as_ref() {
+            "" | "." => {
+                trailing_slash = true;
+            }
+            ".." => {
+                segments.pop();
+                trailing_slash = true;
+            }
+            segment => {
+                trailing_slash = false;
+                segments.push(utf8_percent_encode(segment, SEGMENT).to_string());
+            }
+        }
+    }
+    let mut path = String::with_capacity(raw.len());
+    for segment in &segments {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        for path in [
+            "/",
+            "/health",
+            "/api/v1/images",
+            "/api/v1/labels/",
+            "/api/v1/codes/icd-10/J18.9",
+            "/api/v1/codes/icd-9/V45.81/history",
+            "/docs/swagger-ui.css",
+        ] {
+            assert_eq!(canonical_path(path).unwrap(), path);
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_has_one_canonical_form() {
+        for variant in [
+            "/%61pi/v1/images",
+            "/%61%70%69/%76%31/%69mages",
+            "/api/v1/%69%6D%61%67%65%73",
+            "/api/v1/%69%6d%61%67%65%73",
+            "//api//v1///images",
+            "/api/./v1/images",
+            "/api/v1/x/../images",
+            "/api/v1/x/%2e%2e/images",
+            "/api/v1/x/%2E%2E/images",
+            "/%2e/api/v1/images",
+            "/../../api/v1/images",
+            "/api/v1/images/.",
+        ] {
+            let canonical = canonical_path(variant).unwrap();
+            assert!(
+                canonical == "/api/v1/images" || canonical == "/api/v1/images/",
+                "{variant} -> {canonical}"
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_separators_and_specials_stay_data() {
+        assert_eq!(
+            canonical_path("/api%2Fv1/images").unwrap(),
+            "/api%2Fv1/images"
+        );
+        assert_eq!(canonical_path("/api%2fv1").unwrap(), "/api%2Fv1");
+        assert_eq!(canonical_path("/a%3Fb%23c").unwrap(), "/a%3Fb%23c");
+        assert_eq!(canonical_path("/a%2525").unwrap(), "/a%2525");
+        assert_eq!(canonical_path("/%C3%84rztin").unwrap(), "/%C3%84rztin");
+        assert_eq!(canonical_path("/a%20b").unwrap(), "/a%20b");
+        assert_eq!(canonical_path("*").unwrap(), "*");
+    }
+
+    #[test]
+    fn non_utf8_is_refused() {
+        assert_eq!(canonical_path("/api/%FF"), Err(BadPath));
+    }
+}

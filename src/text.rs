@@ -1,0 +1,105 @@
+//! The contract's text rules, computed in Rust so that SQLite and PostgreSQL agree exactly:
+//! - stored text is in Unicode NFC (UAX #15);
+//! - names that are unique "ignoring case" are compared by their *key*: NFC, then full Unicode
+//!   case folding (Unicode `CaseFolding.txt`, statuses C and F), then NFC again (folding can
+//!   decompose), so `Ölçer`/`ÖLÇER` and a composed/decomposed `Ménière` have one key;
+//! - names are refused when blank, or when they hold characters that make two names look alike
+//!   or hide text: controls (including NUL), zero-width characters and bidirectional controls.
+//!
+//! NFC and case folding come from ICU4X (`icu_normalizer`, `icu_casemap`).
+
+use icu_casemap::CaseMapperBorrowed;
+use icu_normalizer::ComposingNormalizerBorrowed;
+
+/// `text` in Unicode Normalization Form C.
+pub fn nfc(text: &str) -> String {
+    ComposingNormalizerBorrowed::new_nfc()
+        .normalize(text)
+        .into_owned()
+}
+
+/// The comparison key of a name: NFC, full case folding, NFC again.
+pub fn fold_key(text: &str) -> String {
+    let folded = CaseMapperBorrowed::new()
+        .fold_string(&nfc(text))
+        .into_owned();
+    nfc(&folded)
+}
+
+/// Zero-width and bidirectional formatting characters (Unicode `Cf` characters that change how
+/// text is shown without showing themselves), refused in names.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'                  // soft hyphen
+        | '\u{061C}'                // Arabic letter mark
+        | '\u{180E}'                // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}'   // zero-width space/non-joiner/joiner, LRM, RLM
+        | '\u{202A}'..='\u{202E}'   // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}'   // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}'   // bidi isolates
+        | '\u{FEFF}'                // zero-width no-break space (BOM)
+    )
+}
+
+/// Why a name is refused, as a field error message; `None` when it is acceptable.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        return Some("must not be blank");
+    }
+    if name.contains('\0') {
+        return Some("must not contain NUL characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Some("must not contain control characters");
+    }
+    if name.chars().any(is_invisible_format) {
+        return Some("must not contain zero-width or bidirectional control characters");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_ignore_case_and_normalisation_form() {
+        assert_eq!(fold_key("Ölçer"), fold_key("ÖLÇER"));
+        assert_eq!(fold_key("Ärztin"), fold_key("ärztin"));
+        assert_eq!(fold_key("ZOË"), fold_key("Zoë"));
+        assert_eq!(fold_key("ÉLODIE"), fold_key("élodie"));
+        // composed U+00E9 and decomposed e + U+0301
+        assert_eq!(
+            fold_key("M\u{e9}ni\u{e8}re"),
+            fold_key("Me\u{301}nie\u{300}re")
+        );
+        // full folding: ß = ss, ſ = s
+        assert_eq!(fold_key("STRASSE"), fold_key("straße"));
+        assert_eq!(fold_key("ſecret"), "secret");
+        assert_ne!(fold_key("Zoe"), fold_key("Zoë"));
+    }
+
+    #[test]
+    fn nfc_composes() {
+        assert_eq!(nfc("e\u{301}"), "\u{e9}");
+    }
+
+    #[test]
+    fn invisible_and_blank_names_are_refused() {
+        for bad in [
+            "",
+            "   ",
+            "\t",
+            "a\u{200B}b",
+            "x\u{202E}y",
+            "a\0b",
+            "a\nb",
+            "\u{FEFF}x",
+        ] {
+            assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["Pneumonia", "Ménière", "Ölçer", "dr.house", "ZOË"] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+    }
+}

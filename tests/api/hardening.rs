@@ -1,0 +1,524 @@
+//! Holes found by attacking the service, each closed as a kind: every spelling of a path is
+//! routed, audited and given the security headers as its canonical form; secrets are found in
+//! query and header names however they are encoded; CSV cells never become formulas.
+
+use std::collections::HashMap;
+
+use actix_web::http::{Method, StatusCode};
+use diesel::prelude::*;
+use medlabel::auth::Role;
+use medlabel::db::schema::{events, history};
+use serde_json::json;
+
+use crate::helpers::{TestApp, TestClient, TestResponse, PASSWORD};
+
+/// `path` with its `i`-th character percent-encoded (`upper` chooses the hex case).
+fn encode_at(path: &str, i: usize, upper: bool) -> String {
+    path.char_indices()
+        .map(|(j, c)| {
+            if j == i {
+                if upper {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    format!("%{:02x}", c as u32)
+                }
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Every spelling of `path` we could think of that a server decoding and normalising paths
+/// would route to it: each letter or digit encoded alone (both hex cases), every letter
+/// encoded, doubled slashes, dot segments (plain and encoded), and climbs above the root.
+fn variants(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, c) in path.char_indices() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            out.push(encode_at(path, i, true));
+            out.push(encode_at(path, i, false));
+        }
+    }
+    out.push(
+        path.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    );
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    out.push(format!("/{}", segments.join("//")));
+    out.push(format!("//{}", segments.join("/")));
+    out.push(format!("/./{}", segments.join("/./")));
+    out.push(format!("/%2e/{}", segments.join("/%2E/")));
+    out.push(format!("/x/../{}", segments.join("/y/%2e%2e/")));
+    out.push(format!("/../../{}", segments.join("/")));
+    out
+}
+
+async fn events_by_request(app: &TestApp) -> HashMap<String, (String, i32)> {
+    app.state
+        .db
+        .run(|conn| {
+            Ok(events::table
+                .select((events::request_id, events::path, events::status))
+                .load::<(String, String, i32)>(conn)?)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, path, status)| (id, (path, status)))
+        .collect()
+}
+
+fn request_id(res: &TestResponse) -> String {
+    res.header("x-request-id").unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn every_encoded_spelling_of_every_route_is_routed_audited_and_private() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let png = crate::fixtures::png(4, 3);
+    let image = admin.upload(&png, "x.png", None).await;
+    assert_eq!(image.status, StatusCode::CREATED, "{}", image.text);
+    let image_id = image.body["id"].as_str().unwrap().to_owned();
+    let label = admin
+        .post("/api/v1/labels", &json!({"name": "Effusion"}))
+        .await;
+    let label_id = label.body["id"].as_str().unwrap().to_owned();
+
+    let routes = [
+        "/api/v1/auth/me".to_owned(),
+        "/api/v1/auth/tokens".to_owned(),
+        "/api/v1/users".to_owned(),
+        "/api/v1/groups".to_owned(),
+        "/api/v1/images".to_owned(),
+        format!("/api/v1/images/{image_id}"),
+        format!("/api/v1/images/{image_id}/file"),
+        format!("/api/v1/images/{image_id}/labels"),
+        format!("/api/v1/images/{image_id}/history"),
+        "/api/v1/labels".to_owned(),
+        format!("/api/v1/labels/{label_id}"),
+        "/api/v1/diseases".to_owned(),
+        "/api/v1/codes".to_owned(),
+        "/api/v1/code-systems".to_owned(),
+        "/api/v1/history".to_owned(),
+        "/api/v1/events".to_owned(),
+        "/api/v1/openapi.json".to_owned(),
+        "/docs/".to_owned(),
+    ];
+    let mut sent: Vec<(String, String, String, StatusCode)> = Vec::new();
+    for route in &routes {
+        let plain = admin.get(route).await;
+        assert!(plain.status.is_success(), "{route}: {}", plain.status);
+        for variant in variants(route) {
+            let res = admin.get(&variant).await;
+            assert_eq!(res.status, plain.status, "{variant} is routed as {route}");
+            assert_eq!(res.bytes.len() > 0, plain.bytes.len() > 0, "{variant}");
+            assert_eq!(
+                res.header("cache-control"),
+                Some("no-store"),
+                "{variant} is private"
+            );
+            assert_eq!(res.header("x-content-type-options"), Some("nosniff"));
+            sent.push((variant, route.clone(), request_id(&res), res.status));
+        }
+    }
+    let events = events_by_request(&app).await;
+    for (variant, route, id, status) in &sent {
+        let (path, recorded) = events
+            .get(id)
+            .unwrap_or_else(|| panic!("{variant} left no event"));
+        assert_eq!(
+            path, route,
+            "{variant} is recorded under its canonical path"
+        );
+        assert_eq!(*recorded, i32::from(status.as_u16()));
+    }
+
+    // The events of one image are found by its canonical path, whatever spelling was sent.
+    let prefix = format!("/api/v1/images/{image_id}");
+    let listed = admin
+        .get(&format!("/api/v1/events?path_prefix={prefix}&limit=200"))
+        .await;
+    let count = listed.body["items"].as_array().unwrap().len();
+    let expected = sent
+        .iter()
+        .filter(|(_, r, _, _)| r.starts_with(&prefix))
+        .count();
+    assert!(count >= expected.min(200), "{count} < {expected}");
+}
+
+#[actix_web::test]
+async fn encoded_writes_and_logins_leave_events_that_match_their_history() {
+    let app = TestApp::spawn().await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let created = researcher
+        .post("/%61pi/v1/l%61bels", &json!({"name": "Atelectasis"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    let id = created.body["id"].as_str().unwrap();
+    let patched = researcher
+        .patch(
+            &format!("/api/v1/./labels//{id}"),
+            &json!({"description": "collapse"}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+
+    let username = app.create_user(&[Role::Doctor]).await;
+    let anon = app.anonymous();
+    let failed = anon
+        .post(
+            "/%61%70%69/v1/auth/login",
+            &json!({"username": username, "password": "wrong wrong wrong"}),
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    let ok = anon
+        .post(
+            "/api/v1/auth/%6Cogin",
+            &json!({"username": username, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    let events = events_by_request(&app).await;
+    for (res, path) in [
+        (&created, "/api/v1/labels".to_owned()),
+        (&patched, format!("/api/v1/labels/{id}")),
+        (&failed, "/api/v1/auth/login".to_owned()),
+        (&ok, "/api/v1/auth/login".to_owned()),
+    ] {
+        let (recorded, _) = events.get(&request_id(res)).expect("event");
+        assert_eq!(recorded, &path);
+    }
+    let history_requests: Vec<String> = app
+        .state
+        .db
+        .run(|conn| {
+            Ok(history::table
+                .select(history::request_id)
+                .load::<String>(conn)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(history_requests.len(), 2);
+    for id in history_requests {
+        assert!(events.contains_key(&id), "history row {id} has its event");
+    }
+}
+
+#[actix_web::test]
+async fn paths_that_are_not_utf8_are_refused_and_audited() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let res = admin.get("/api/v1/labels/%FF%FE").await;
+    res.problem(400);
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let events = events_by_request(&app).await;
+    assert!(events.contains_key(&request_id(&res)));
+    // An encoded separator is data, never a separator: no route, but audited.
+    let res = admin.get("/api%2Fv1/labels").await;
+    res.problem(404);
+    assert!(events_by_request(&app)
+        .await
+        .contains_key(&request_id(&res)));
+}
+
+async fn dump_events(app: &TestApp) -> String {
+    let rows = app
+        .state
+        .db
+        .run(|conn| {
+            Ok(events::table
+                .select((events::query, events::headers, events::path))
+                .load::<(String, String, String)>(conn)?)
+        })
+        .await
+        .unwrap();
+    format!("{rows:?}")
+}
+
+#[actix_web::test]
+async fn secrets_are_redacted_however_their_names_are_spelled() {
+    let app = TestApp::spawn().await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    for name in [
+        "%74oken",
+        "pass%77ord",
+        "API_KEY",
+        "db_pwd",
+        "Client%5FSecret",
+        "x-signature",
+        "sessionid",
+        "aws_credential",
+        "%C5%BFecret",
+        "my+auth",
+    ] {
+        let res = researcher
+            .get(&format!(
+                "/api/v1/labels?{name}=canary-q1&limit=5&{name}=canary-q2"
+            ))
+            .await;
+        assert_ne!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    for (header, value) in [
+        ("x-auth-token", "canary-h1"),
+        ("x-access-token", "canary-h2"),
+        ("x-amz-security-token", "canary-h3"),
+        ("x-csrf-token", "canary-h4"),
+        ("authentication", "canary-h5"),
+        ("x-session-id", "canary-h6"),
+        (
+            "referer",
+            "https://app.example/list?page=2&access_token=canary-h7&pass%77ord=canary-h8",
+        ),
+    ] {
+        researcher
+            .send(Method::GET, "/api/v1/labels", None, &[(header, value)])
+            .await;
+    }
+    let dump = dump_events(&app).await;
+    assert!(
+        !dump.contains("canary"),
+        "a secret reached the events: {dump}"
+    );
+    assert!(
+        dump.contains("limit=5") && dump.contains("page=2"),
+        "{dump}"
+    );
+}
+
+#[actix_web::test]
+async fn tokens_in_the_url_are_refused_however_spelled() {
+    let app = TestApp::spawn().await;
+    let anon = app.anonymous();
+    for query in ["%74oken=x", "ACCESS%5Ftoken=x", "TOKEN=x"] {
+        anon.get(&format!("/api/v1/labels?{query}"))
+            .await
+            .problem(401);
+    }
+}
+
+async fn csv_of(admin: &TestClient, accept: &str) -> TestResponse {
+    admin
+        .send(Method::GET, "/api/v1/events", None, &[("accept", accept)])
+        .await
+}
+
+#[actix_web::test]
+async fn events_csv_never_carries_a_live_formula() {
+    let app = TestApp::spawn().await;
+    let anon = app.anonymous();
+    let formulas = [
+        "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "+SUM(1,2)",
+        "-2+3",
+        "@SUM(A1)",
+    ];
+    for agent in formulas {
+        anon.send(
+            Method::GET,
+            "/api/v1/auth/me",
+            None,
+            &[("user-agent", agent)],
+        )
+        .await;
+    }
+    // A header value cannot start with a tab (HTTP trims it); a query can start with anything.
+    anon.get("/api/v1/auth/me?=1+2&x=%09cmd").await;
+    anon.get("/api/v1/auth/me?-1").await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let res = csv_of(&admin, "text/csv").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.header("content-type").unwrap().starts_with("text/csv"));
+    let mut reader = csv::Reader::from_reader(res.bytes.as_ref());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(headers.len(), 14);
+    let mut seen = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        assert_eq!(record.len(), 14);
+        for cell in record.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "live formula in the CSV: {cell:?}"
+            );
+        }
+        if formulas.iter().any(|f| record[12] == format!("'{f}")) {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, formulas.len(), "each user agent kept, neutralised");
+
+    // q=0 means "not CSV"; JSON preferred to CSV means JSON.
+    for accept in ["text/csv;q=0", "application/json, text/csv;q=0.5", "*/*"] {
+        let res = csv_of(&admin, accept).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(
+            res.header("content-type")
+                .unwrap()
+                .starts_with("application/json"),
+            "{accept}"
+        );
+    }
+    let res = csv_of(&admin, "application/json;q=0.2, text/csv;q=0.8").await;
+    assert!(res.header("content-type").unwrap().starts_with("text/csv"));
+}
+
+async fn client_ips(app: &TestApp) -> HashMap<String, String> {
+    app.state
+        .db
+        .run(|conn| {
+            Ok(events::table
+                .select((events::request_id, events::client_ip))
+                .load::<(String, String)>(conn)?)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4() {
+    let app = TestApp::spawn_with(&[
+        ("MEDLABEL_BIND", "[::]:0"),
+        ("MEDLABEL_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
+    let anon = app.anonymous();
+    let direct = anon.get("/api/v1/auth/me").await;
+    let proxied = anon
+        .send(
+            Method::GET,
+            "/api/v1/auth/me",
+            None,
+            &[("x-forwarded-for", "203.0.113.5")],
+        )
+        .await;
+    let ips = client_ips(&app).await;
+    assert_eq!(ips[&request_id(&direct)], "127.0.0.1", "unmapped");
+    assert_eq!(
+        ips[&request_id(&proxied)],
+        "203.0.113.5",
+        "the proxy is recognised through its mapped address"
+    );
+
+    // One client behind the proxy locking itself out does not lock out another.
+    let username = app.create_user(&[Role::Doctor]).await;
+    let other = app.create_user(&[Role::Doctor]).await;
+    for _ in 0..10 {
+        anon.send(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(&json!({"username": username, "password": "wrong wrong wrong"})),
+            &[("x-forwarded-for", "203.0.113.5")],
+        )
+        .await;
+    }
+    let locked = anon
+        .send(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(&json!({"username": username, "password": PASSWORD})),
+            &[("x-forwarded-for", "203.0.113.5")],
+        )
+        .await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    let fine = app
+        .anonymous()
+        .send(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(&json!({"username": other, "password": PASSWORD})),
+            &[("x-forwarded-for", "198.51.100.9")],
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
+}
+
+#[actix_web::test]
+async fn forwarded_host_headers_count_only_from_trusted_proxies() {
+    let app = TestApp::spawn().await;
+    let session = app.login_as(&[Role::Admin]).await;
+    let body = json!({"name": "csrf"});
+    let own_port = app.address.rsplit(':').next().unwrap().to_owned();
+    for headers in [
+        vec![
+            ("origin", "https://evil.example"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+        ],
+        vec![
+            ("origin", "https://evil.example"),
+            ("forwarded", "host=evil.example;proto=https"),
+        ],
+    ] {
+        session
+            .send(Method::POST, "/api/v1/auth/tokens", Some(&body), &headers)
+            .await
+            .problem(403);
+    }
+    // The scheme counts: an https page is another origin than this plain-http server.
+    let https_self = format!("https://127.0.0.1:{own_port}");
+    session
+        .send(
+            Method::POST,
+            "/api/v1/auth/tokens",
+            Some(&body),
+            &[("origin", https_self.as_str())],
+        )
+        .await
+        .problem(403);
+    let tokens = session.get("/api/v1/auth/tokens").await;
+    assert_eq!(
+        tokens.body.as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+
+    // Behind a configured proxy, its forwarding headers name the site.
+    let app = TestApp::spawn_with(&[("MEDLABEL_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let session = app.login_as(&[Role::Admin]).await;
+    for headers in [
+        vec![
+            ("origin", "https://medlabel.example"),
+            ("x-forwarded-host", "medlabel.example"),
+            ("x-forwarded-proto", "https"),
+        ],
+        vec![
+            ("origin", "https://medlabel.example"),
+            (
+                "forwarded",
+                "for=198.51.100.1;host=medlabel.example;proto=https",
+            ),
+        ],
+    ] {
+        let res = session
+            .send(Method::POST, "/api/v1/auth/tokens", Some(&body), &headers)
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    }
+    session
+        .send(
+            Method::POST,
+            "/api/v1/auth/tokens",
+            Some(&body),
+            &[
+                ("origin", "http://medlabel.example"),
+                ("x-forwarded-host", "medlabel.example"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
+        .await
+        .problem(403);
+}
