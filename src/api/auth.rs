@@ -141,12 +141,14 @@ async fn login(
         .map(|c| throttle::client_key(c.client_ip))
         .unwrap_or_default();
 
+    // The attempt is counted before the password is checked (taken back on success), so a
+    // burst of concurrent attempts gets no more verifications than the limit allows.
     let (locked, user) = {
         let (key, client_ip) = (key.clone(), client_ip.clone());
         state
             .db
             .run(move |conn| {
-                let locked = throttle::locked_for(conn, &key, &client_ip, now())?;
+                let locked = throttle::reserve_attempt(conn, &key, &client_ip, now())?;
                 let user = match locked {
                     Some(_) => None,
                     None => users::find_by_username(conn, &username)?,
@@ -166,10 +168,6 @@ async fn login(
     let verified = user.filter(|u| ok && u.is_active);
 
     let Some(user) = verified else {
-        state
-            .db
-            .run(move |conn| Ok(throttle::record_failure(conn, &key, &client_ip, now())?))
-            .await?;
         return Err(bad_credentials());
     };
     let (user, roles) = state
@@ -216,10 +214,27 @@ async fn change_password(
         current_password,
         new_password,
     } = body.into_inner();
-    let user = state
-        .db
-        .run(move |conn| Ok(users::find_by_id(conn, caller.id)?))
-        .await?;
+    // Wrong current passwords are throttled like failed logins (a stolen session must not be
+    // a password oracle): the attempt is counted under the caller's username before the check.
+    let client_ip = req
+        .extensions()
+        .get::<RequestContext>()
+        .map(|c| throttle::client_key(c.client_ip))
+        .unwrap_or_default();
+    let key = throttle::username_key(&caller.username);
+    let (locked, user) = {
+        let key = key.clone();
+        state
+            .db
+            .run(move |conn| {
+                let locked = throttle::reserve_attempt(conn, &key, &client_ip, now())?;
+                Ok((locked, users::find_by_id(conn, caller.id)?))
+            })
+            .await?
+    };
+    if let Some(retry_after) = locked {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
     let current_ok = password::verify_async(Some(user.password_hash.clone()), current_password)
         .await
         .map_err(ApiError::internal)?;
@@ -229,6 +244,10 @@ async fn change_password(
             "is not your current password",
         ));
     }
+    state
+        .db
+        .run(move |conn| Ok(throttle::record_success(conn, &key)?))
+        .await?;
     password::check_policy(&new_password, &user.username)
         .map_err(|m| ApiError::field("new_password", m))?;
     let new_hash = hash_password(new_password).await?;

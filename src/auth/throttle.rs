@@ -1,6 +1,12 @@
 //! Login throttling: 10 failures for one username, or 100 from one client address, within 15
 //! minutes lock further attempts (even with the right password) until the window slides past
 //! them. A success resets the username's count. The lock always lifts by itself.
+//!
+//! An attempt is *reserved* before its password is verified ([`reserve_attempt`]): it is
+//! counted as a failure at once, atomically with the check of the limit (one write transaction;
+//! on PostgreSQL under an advisory lock, so instances behind a load balancer agree), and only a
+//! success takes it back. A burst of concurrent attempts therefore gets at most the limit's
+//! verifications. The same throttle guards `POST /auth/password` (wrong current passwords).
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::QueryResult;
@@ -75,15 +81,24 @@ pub fn locked_for(
     Ok(retry_after)
 }
 
-pub fn record_failure(
+/// Checks the limits and, when they allow an attempt, counts it as a failure in the same
+/// transaction. `Some(seconds)` (1..=900) when the caller must wait instead; nothing is counted
+/// then. A success is reported with [`record_success`].
+pub fn reserve_attempt(
     conn: &mut DbConnection,
     username: &str,
     client_ip: &str,
     at: NaiveDateTime,
-) -> QueryResult<()> {
-    login_failures::record_failure(conn, username, client_ip, at)?;
-    login_failures::purge_before(conn, at - TimeDelta::seconds(WINDOW_SECS))?;
-    Ok(())
+) -> QueryResult<Option<u64>> {
+    crate::db::write_transaction(conn, |conn| {
+        login_failures::lock_for_reservation(conn)?;
+        if let Some(wait) = locked_for(conn, username, client_ip, at)? {
+            return Ok(Some(wait));
+        }
+        login_failures::record_failure(conn, username, client_ip, at)?;
+        login_failures::purge_before(conn, at - TimeDelta::seconds(WINDOW_SECS))?;
+        Ok(None)
+    })
 }
 
 pub fn record_success(conn: &mut DbConnection, username: &str) -> QueryResult<()> {

@@ -23,6 +23,17 @@ pub fn record_failure(
     Ok(())
 }
 
+/// Serialises attempt reservations until the end of the current transaction. SQLite's write
+/// transaction already holds the database's one write lock; PostgreSQL takes a transaction-level
+/// advisory lock (shared by every instance on the database).
+pub fn lock_for_reservation(conn: &mut DbConnection) -> QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    if let DbConnection::Postgres(pg) = conn {
+        pg.batch_execute("SELECT pg_advisory_xact_lock(7277017)")?;
+    }
+    Ok(())
+}
+
 /// Whose failures are counted: one username, or one client address.
 #[derive(Debug, Clone, Copy)]
 pub enum FailureKey<'a> {

@@ -109,3 +109,101 @@ async fn a_hundred_failures_from_one_address_lock_it_and_forwarded_for_cannot_do
     locked.problem(429);
     assert!(locked.header("retry-after").is_some());
 }
+
+#[actix_web::test]
+async fn a_concurrent_burst_gets_no_more_verifications_than_the_limit() {
+    let app = TestApp::spawn().await;
+    let username = app.create_user(&[Role::Doctor]).await;
+    let clients: Vec<_> = (0..40).map(|_| app.anonymous()).collect();
+    let burst = clients
+        .iter()
+        .map(|c| c.login(&username, "wrong wrong wrong wrong"));
+    let answers = futures_util::future::join_all(burst).await;
+    let verified = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(verified + throttled, 40, "only 401 and 429");
+    assert!(verified <= 10, "{verified} wrong passwords were verified");
+    assert!(throttled >= 30);
+    app.anonymous()
+        .login(&username, PASSWORD)
+        .await
+        .problem(429);
+
+    // A burst whose last attempt holds the right password: it never gets in behind the
+    // limit's worth of failures.
+    let victim = app.create_user(&[Role::Doctor]).await;
+    let passwords: Vec<&str> = (0..29)
+        .map(|_| "wrong wrong wrong wrong")
+        .chain([PASSWORD])
+        .collect();
+    let clients: Vec<_> = (0..30).map(|_| app.anonymous()).collect();
+    let answers = futures_util::future::join_all(
+        clients
+            .iter()
+            .zip(&passwords)
+            .map(|(c, p)| c.login(&victim, p)),
+    )
+    .await;
+    let failures_before_success = answers[..29]
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(failures_before_success <= 10);
+    if answers[29].status == StatusCode::OK {
+        assert!(
+            failures_before_success < 10,
+            "the right password got in after the limit's failures"
+        );
+    } else {
+        answers[29].problem(429);
+    }
+}
+
+#[actix_web::test]
+async fn wrong_current_passwords_are_throttled_like_logins() {
+    let app = TestApp::spawn().await;
+    let session = app.login_as(&[Role::Doctor]).await;
+    let wrong = json!({"current_password": "not it at all, no", "new_password": "a new and long passphrase"});
+    for _ in 0..10 {
+        session
+            .post("/api/v1/auth/password", &wrong)
+            .await
+            .problem(422);
+    }
+    let right = json!({"current_password": PASSWORD, "new_password": "a new and long passphrase"});
+    let locked = session.post("/api/v1/auth/password", &right).await;
+    locked.problem(429);
+    assert!(locked.header("retry-after").is_some());
+    // The oracle is closed for logins of that user too.
+    app.anonymous()
+        .login(&session.username(), PASSWORD)
+        .await
+        .problem(429);
+
+    // A right current password resets the count, as a successful login does.
+    let app = TestApp::spawn().await;
+    let session = app.login_as(&[Role::Doctor]).await;
+    for _ in 0..9 {
+        session
+            .post("/api/v1/auth/password", &wrong)
+            .await
+            .problem(422);
+    }
+    let res = session.post("/api/v1/auth/password", &right).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    let again = json!({"current_password": "a new and long passphrase", "new_password": "yet another long passphrase"});
+    for _ in 0..9 {
+        session
+            .post("/api/v1/auth/password", &wrong)
+            .await
+            .problem(422);
+    }
+    let res = session.post("/api/v1/auth/password", &again).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+}
