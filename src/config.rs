@@ -19,6 +19,7 @@
 //! | `MEDLABEL_TRUSTED_PROXIES` | none | comma-separated addresses/CIDRs whose `X-Forwarded-For` is believed |
 //! | `MEDLABEL_CORS_ORIGINS` | none (CORS off) | comma-separated allowed origins |
 //! | `MEDLABEL_DB_POOL_SIZE` | 2 x CPUs, at least 4 | database connections per instance |
+//! | `MEDLABEL_DB_BUSY_TIMEOUT_MS` | `10000` | SQLite: how long a write waits for another process's lock before answering 503 |
 //! | `MEDLABEL_WORKERS` | CPU count | HTTP worker threads |
 //! | `MEDLABEL_LOG` | `info` | tracing filter, e.g. `medlabel=debug,info` |
 //! | `MEDLABEL_LOG_FORMAT` | `text` | `text` for people, `json` for machines |
@@ -66,6 +67,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub cors_origins: Vec<String>,
     pub db_pool_size: u32,
+    /// SQLite's `busy_timeout`: how long a statement waits for a lock held by another process.
+    pub db_busy_timeout_ms: u64,
     pub workers: Option<usize>,
     pub log: String,
     pub log_format: LogFormat,
@@ -212,6 +215,11 @@ impl Settings {
                 default_pool_size(),
             )?
             .max(1),
+            db_busy_timeout_ms: number(
+                get("MEDLABEL_DB_BUSY_TIMEOUT_MS")?,
+                "MEDLABEL_DB_BUSY_TIMEOUT_MS",
+                10_000,
+            )?,
             workers,
             log: get("MEDLABEL_LOG")?.unwrap_or_else(|| "info".into()),
             log_format,

@@ -18,6 +18,10 @@ use serde::Serialize;
 
 use crate::middleware::request_context;
 
+/// `Retry-After` (seconds, RFC 9110 section 10.2.3) of every 503: a busy or unreachable
+/// database or audit log is usually back within a second or two.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 /// Field name -> messages, as in the `errors` member of a validation problem.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
@@ -99,6 +103,10 @@ impl From<DieselError> for ApiError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 tracing::debug!(constraint = ?info.constraint_name(), "unique violation");
                 ApiError::Conflict("an entity with the same unique value already exists".into())
+            }
+            ref lock if crate::db::is_lock_contention(lock) => {
+                tracing::warn!(error = %lock, "database busy (lock held elsewhere)");
+                ApiError::Unavailable("the database is busy; try again".into())
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 tracing::error!("database connection closed");
@@ -198,10 +206,15 @@ impl ResponseError for ApiError {
             problem.errors = Some(errors.clone());
         }
         let mut response = problem.response();
-        if let ApiError::TooManyRequests { retry_after } = self {
-            if let Ok(value) = header::HeaderValue::from_str(&retry_after.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(value) =
+            retry_after.and_then(|r| header::HeaderValue::from_str(&r.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

@@ -18,7 +18,11 @@ pub struct AppState {
 impl AppState {
     /// Opens the database pool and the object store named by the settings.
     pub fn open(settings: Settings) -> anyhow::Result<Self> {
-        let db = Db::connect(&settings.database_url.0, settings.db_pool_size)?;
+        let db = Db::connect_with(
+            &settings.database_url.0,
+            settings.db_pool_size,
+            std::time::Duration::from_millis(settings.db_busy_timeout_ms),
+        )?;
         let storage = Storage::from_url(&settings.storage_url)?;
         let audit = AuditLog::start(db.clone());
         Ok(AppState {

@@ -12,9 +12,16 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
+/// How often the health probe really touches the store; answers in between reuse the last
+/// outcome, so load balancers polling `/health` cost at most one write and one delete per
+/// interval and instance.
+pub const HEALTH_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The last probe: when it ran and whether it passed (one probe at a time).
+    last_probe: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 impl Storage {
@@ -49,7 +56,10 @@ impl Storage {
         } else {
             anyhow::bail!("STORAGE_URL {url:?} must start with file://, s3:// or memory://");
         };
-        Ok(Storage { store })
+        Ok(Storage {
+            store,
+            last_probe: Arc::default(),
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -69,14 +79,39 @@ impl Storage {
         ))
     }
 
-    /// Whether the store answers: a probe for an object that never exists must say "not found".
+    /// Whether the store takes writes: a small object is written, read back and deleted (a
+    /// store that answers reads but refuses writes is not healthy: uploads would fail). Runs
+    /// at most once per [`HEALTH_PROBE_INTERVAL`]; callers in between get the last outcome.
     pub async fn is_healthy(&self) -> bool {
-        match self.store.head(&Path::from("medlabel-health-probe")).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => true,
+        let mut last = self.last_probe.lock().await;
+        if let Some((at, healthy)) = *last {
+            if at.elapsed() < HEALTH_PROBE_INTERVAL {
+                return healthy;
+            }
+        }
+        let healthy = match self.probe().await {
+            Ok(()) => true,
             Err(err) => {
                 tracing::warn!(error = %err, "storage health probe failed");
                 false
             }
+        };
+        *last = Some((std::time::Instant::now(), healthy));
+        healthy
+    }
+
+    async fn probe(&self) -> object_store::Result<()> {
+        let key = Path::from(format!("health/probe-{}", uuid::Uuid::now_v7()));
+        let body = actix_web::web::Bytes::from_static(b"medlabel health probe");
+        self.store.put(&key, body.clone().into()).await?;
+        let read = self.store.get(&key).await?.bytes().await;
+        let deleted = self.store.delete(&key).await;
+        if read? != body {
+            return Err(object_store::Error::Generic {
+                store: "health probe",
+                source: "the probe object read back differs".into(),
+            });
         }
+        deleted
     }
 }

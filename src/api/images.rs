@@ -456,6 +456,9 @@ async fn upload_image(
                 }
                 let text = String::from_utf8(text)
                     .map_err(|_| ApiError::field("description", "must be UTF-8 text"))?;
+                if text.contains('\0') {
+                    return Err(ApiError::field("description", super::NUL_MESSAGE));
+                }
                 if text.chars().count() > 2000 {
                     return Err(ApiError::field(
                         "description",

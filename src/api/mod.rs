@@ -58,10 +58,47 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBo
             if !value.is_object() {
                 return Err(ApiError::field("body", "must be a JSON object").into());
             }
+            if let Some(field) = field_with_nul(&value, "") {
+                return Err(ApiError::field(&field, NUL_MESSAGE).into());
+            }
             serde_json::from_value(value)
                 .map(JsonBody)
                 .map_err(|e| ApiError::field("body", e.to_string()).into())
         })
+    }
+}
+
+/// The message for text holding U+0000 (PostgreSQL cannot store it; no name needs it).
+pub const NUL_MESSAGE: &str = "must not contain NUL (U+0000) characters";
+
+/// The first member (dotted path, `codes.0.code`) of a JSON body whose string value or key
+/// holds a NUL character, if any. Every JSON body is checked here, before any handler runs.
+fn field_with_nul(value: &serde_json::Value, at: &str) -> Option<String> {
+    let join = |name: &str| {
+        if at.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{at}.{name}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(if at.is_empty() {
+            "body".into()
+        } else {
+            at.to_owned()
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| field_with_nul(item, &join(&i.to_string()))),
+        serde_json::Value::Object(members) => members.iter().find_map(|(name, item)| {
+            if name.contains('\0') {
+                Some(join(&name.replace('\0', "")))
+            } else {
+                field_with_nul(item, &join(name))
+            }
+        }),
+        _ => None,
     }
 }
 

@@ -144,6 +144,7 @@ pub fn event(
 /// invalid UTF-8 shown as U+FFFD.
 pub fn lossy_path(raw: &str) -> String {
     truncate(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+        .replace('\0', "\u{FFFD}")
 }
 
 fn truncate(value: &str) -> String {

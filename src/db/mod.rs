@@ -67,6 +67,7 @@ impl DatabaseUrl {
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    busy_timeout: Duration,
 }
 
 impl ManageConnection for ConnectionManager {
@@ -84,10 +85,11 @@ impl ManageConnection for ConnectionManager {
                 // WAL lets readers run beside the one writer; FULL sync makes every commit
                 // (audit events included) durable before it returns; foreign keys are off by
                 // default in SQLite.
-                conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                )
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout.as_millis()
+                ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -119,8 +121,15 @@ pub struct Db {
 }
 
 impl Db {
-    /// Builds the pool (without opening every connection up front).
+    /// Builds the pool (without opening every connection up front), with SQLite's default
+    /// busy timeout of 10 s.
     pub fn connect(url: &str, max_size: u32) -> anyhow::Result<Self> {
+        Self::connect_with(url, max_size, Duration::from_secs(10))
+    }
+
+    /// Like [`Db::connect`]; on SQLite a statement waits at most `busy_timeout` for a lock
+    /// another process holds, then fails as [`is_lock_contention`] recognises.
+    pub fn connect_with(url: &str, max_size: u32, busy_timeout: Duration) -> anyhow::Result<Self> {
         let url = DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("DATABASE_URL {e}"))?;
         let backend = match &url {
             DatabaseUrl::Postgres(_) => Backend::Postgres,
@@ -141,7 +150,7 @@ impl Db {
             .min_idle(None) // keep the whole pool open: no connection set-up under a burst
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
-            .build_unchecked(ConnectionManager { url });
+            .build_unchecked(ConnectionManager { url, busy_timeout });
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_size as usize));
         Ok(Db {
             pool,
@@ -262,6 +271,26 @@ where
 pub fn sqlite_writer() -> parking_lot::FairMutexGuard<'static, ()> {
     static WRITER: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
     WRITER.lock()
+}
+
+/// True when a database error means "another transaction holds the lock; try again": SQLite's
+/// `SQLITE_BUSY`/`SQLITE_LOCKED` ("database is locked", "database table is locked"), and
+/// PostgreSQL's serialization failures, deadlocks and lock time-outs (SQLSTATE 40001, 40P01,
+/// 55P03). Answered 503 with `Retry-After`, like an exhausted pool.
+pub fn is_lock_contention(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("database is locked")
+                || message.contains("database table is locked")
+                || message.contains("deadlock detected")
+                || message.contains("could not obtain lock")
+                || message.contains("canceling statement due to lock timeout")
+        }
+        _ => false,
+    }
 }
 
 /// The current time in UTC, truncated to milliseconds (the precision the API shows) so that both backends store and return

@@ -4,7 +4,8 @@
 //! Canonicalisation (RFC 3986 section 6.2.2, syntax-based normalisation):
 //! 1. the path is split at its literal `/`;
 //! 2. each segment is percent-decoded completely (section 2.1; upper or lower case hex); the
-//!    decoded bytes must be UTF-8, or the path is refused ([`BadPath`], answered 400);
+//!    decoded bytes must be UTF-8 without NUL, or the path is refused ([`BadPath`], answered
+//!    400);
 //! 3. empty segments (`//`) are dropped and dot segments (`.`, `..`, however encoded) are
 //!    removed as section 5.2.4 says (`..` never climbs above the root);
 //! 4. each segment is percent-encoded again where a path may not hold the character literally
@@ -35,7 +36,7 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// A path whose percent-decoded bytes are not UTF-8.
+/// A path whose percent-decoded bytes are not UTF-8, or hold NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPath;
 
@@ -52,6 +53,9 @@ pub fn canonical_path(raw: &str) -> Result<String, BadPath> {
         let decoded = percent_decode_str(piece)
             .decode_utf8()
             .map_err(|_| BadPath)?;
+        if decoded.contains('\0') {
+            return Err(BadPath);
+        }
         match decoded.as_ref() {
             "" | "." => {
                 trailing_slash = true;
@@ -75,6 +79,11 @@ pub fn canonical_path(raw: &str) -> Result<String, BadPath> {
         path.push('/');
     }
     Ok(path)
+}
+
+/// True when the query string holds NUL once percent-decoded (`+` is never NUL).
+pub fn query_has_nul(query: &str) -> bool {
+    percent_decode_str(query).any(|b| b == 0)
 }
 
 #[cfg(test)]
@@ -137,5 +146,7 @@ mod tests {
     #[test]
     fn non_utf8_is_refused() {
         assert_eq!(canonical_path("/api/%FF"), Err(BadPath));
+        assert_eq!(canonical_path("/api/v1/codes/icd-10/J18%009"), Err(BadPath));
+        assert!(query_has_nul("q=a%00b") && query_has_nul("%00=1") && !query_has_nul("q=%2500"));
     }
 }

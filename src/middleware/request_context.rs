@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::canonical_path::canonical_path;
+use super::canonical_path::{canonical_path, query_has_nul};
 use crate::audit::record;
 use crate::error::Problem;
 use crate::state::AppState;
@@ -57,8 +57,10 @@ pub async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // Routing, audit and headers all see the canonical path: the request is rewritten to it.
+    // A query holding NUL is refused here, once for every route (PostgreSQL cannot store NUL).
     let canonical = canonical_path(req.path())
         .ok()
+        .filter(|_| !query_has_nul(req.query_string()))
         .filter(|canonical| canonical == req.path() || rewrite_path(&mut req, canonical).is_some());
     let client_id = req
         .headers()
@@ -158,6 +160,10 @@ pub async fn request_context(
                 problem.request_id = request_id.to_string();
                 let mut res = ServiceResponse::new(req, problem.response());
                 set_headers(res.headers_mut(), request_id);
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_SECS),
+                );
                 Ok(res)
             }
             _ => Err(Unanswered { request_id, status }.into()),
@@ -228,6 +234,12 @@ impl actix_web::ResponseError for Unanswered {
         problem.request_id = self.request_id.to_string();
         let mut res = problem.response();
         set_headers(res.headers_mut(), self.request_id);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_SECS),
+            );
+        }
         res
     }
 }
@@ -237,7 +249,7 @@ fn generic_problem(status: StatusCode) -> (&'static str, String) {
         StatusCode::NOT_FOUND => ("not-found", "no such resource".to_owned()),
         StatusCode::BAD_REQUEST => (
             "bad-request",
-            "the request path is not valid percent-encoded UTF-8".to_owned(),
+            "the request path or query is not valid percent-encoded UTF-8 without NUL".to_owned(),
         ),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method-not-allowed",

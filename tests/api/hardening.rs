@@ -522,3 +522,98 @@ async fn forwarded_host_headers_count_only_from_trusted_proxies() {
         .await
         .problem(403);
 }
+
+#[actix_web::test]
+async fn nul_characters_are_refused_naming_the_field_on_every_route() {
+    let app = TestApp::spawn().await;
+    let anon = app.anonymous();
+    let res = anon
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "dr\u{0}house", "password": "whatever it is"}),
+        )
+        .await;
+    assert!(
+        res.problem(422)["errors"]["username"].is_array(),
+        "{}",
+        res.text
+    );
+
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    for (path, body, field) in [
+        ("/api/v1/labels", json!({"name": "a\u{0}b"}), "name"),
+        (
+            "/api/v1/labels",
+            json!({"name": "ok", "description": "x\u{0}"}),
+            "description",
+        ),
+        ("/api/v1/diseases", json!({"name": "\u{0}"}), "name"),
+        (
+            "/api/v1/diseases",
+            json!({"name": "ok", "codes": [{"system": "icd-10", "code": "J18\u{0}9"}]}),
+            "codes.0.code",
+        ),
+        (
+            "/api/v1/codes",
+            json!({"system": "icd-10", "code": "J18.9", "description": "\u{0}"}),
+            "description",
+        ),
+    ] {
+        let res = researcher.post(path, &body).await;
+        assert!(
+            res.problem(422)["errors"][field].is_array(),
+            "{path} {field}: {}",
+            res.text
+        );
+    }
+    let res = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "nul\u{0}user", "password": PASSWORD, "roles": []}),
+        )
+        .await;
+    assert!(res.problem(422)["errors"]["username"].is_array());
+
+    let png = crate::fixtures::png(4, 3);
+    let image = admin.upload(&png, "x.png", None).await;
+    let image_id = image.body["id"].as_str().unwrap();
+    let label = researcher
+        .post("/api/v1/labels", &json!({"name": "Nodule"}))
+        .await;
+    let label_id = label.body["id"].as_str().unwrap();
+    let res = admin
+        .post(
+            &format!("/api/v1/images/{image_id}/labels"),
+            &json!({"label_id": label_id, "note": "n\u{0}"}),
+        )
+        .await;
+    assert!(res.problem(422)["errors"]["note"].is_array());
+    let res = admin
+        .patch(
+            &format!("/api/v1/images/{image_id}"),
+            &json!({"description": "\u{0}"}),
+        )
+        .await;
+    assert!(res.problem(422)["errors"]["description"].is_array());
+    let res = admin.upload(&png, "y.png", Some("d\u{0}")).await;
+    assert!(res.problem(422)["errors"]["description"].is_array());
+
+    for path in [
+        "/api/v1/labels?q=a%00b",
+        "/api/v1/diseases?q=%00",
+        "/api/v1/codes?q=x%00",
+        "/api/v1/codes?prefix=J%00",
+        "/api/v1/events?path_prefix=%00",
+        "/api/v1/labels?%00=1",
+        "/api/v1/codes/icd-10/J18%009",
+        "/api/v1/codes/icd-10/J18%009/history",
+    ] {
+        admin.get(path).await.problem(400);
+    }
+    // Nothing was written, and every refusal was audited (on PostgreSQL too).
+    let labels = researcher.get("/api/v1/labels").await;
+    assert_eq!(labels.body["items"].as_array().unwrap().len(), 1);
+    let events = events_by_request(&app).await;
+    assert!(events.values().filter(|(_, s)| *s == 400).count() >= 8);
+}

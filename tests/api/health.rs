@@ -48,3 +48,81 @@ async fn health_is_503_naming_the_database_when_it_is_down() {
     let problem = res.problem(503);
     assert!(!res.text.contains("127.0.0.1:1"), "{problem}");
 }
+
+#[actix_web::test]
+async fn health_is_503_naming_storage_when_it_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    let storage_url = format!("file://{}", objects.display());
+    let database_url = crate::helpers::fresh_database_url(dir.path());
+    let settings = test_settings(dir.path(), &database_url, &[("STORAGE_URL", &storage_url)]);
+    let state = AppState::open(settings).unwrap();
+    let app = Application::build(state).unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = crate::helpers::TestClient::new(&address);
+    assert_eq!(client.get("/health").await.status, StatusCode::OK);
+
+    // Reads still work, but nothing can be written where the probe writes (root ignores
+    // permission bits, so a file stands where the probe's folder must be).
+    std::thread::sleep(medlabel::storage::HEALTH_PROBE_INTERVAL);
+    std::fs::remove_dir_all(objects.join("health")).ok();
+    std::fs::write(objects.join("health"), b"not a folder").unwrap();
+    let res = client.get("/health").await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.body,
+        json!({"status": "unavailable", "database": "ok", "storage": "unavailable"})
+    );
+
+    std::fs::remove_file(objects.join("health")).unwrap();
+    std::thread::sleep(medlabel::storage::HEALTH_PROBE_INTERVAL);
+    assert_eq!(client.get("/health").await.status, StatusCode::OK);
+    let left: Vec<_> = std::fs::read_dir(&objects)
+        .unwrap()
+        .flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
+        .collect();
+    assert!(left.is_empty(), "probe objects are deleted: {left:?}");
+}
+
+#[actix_web::test]
+async fn a_database_locked_by_another_process_is_503_with_retry_after() {
+    if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        eprintln!("SQLite-only: file locks held by another process do not exist on PostgreSQL");
+        return;
+    }
+    let app = TestApp::spawn_with(&[("MEDLABEL_DB_BUSY_TIMEOUT_MS", "300")]).await;
+    let researcher = app.token_client(&[medlabel::auth::Role::Researcher]).await;
+    let url = app.state.settings.database_url.0.clone();
+    let path = url.trim_start_matches("sqlite://").to_owned();
+    // Another process's exclusive transaction (a second connection behaves the same).
+    let mut other = <diesel::SqliteConnection as diesel::Connection>::establish(&path).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut other, "BEGIN EXCLUSIVE").unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let res = researcher
+            .post("/api/v1/labels", &json!({"name": format!("locked {i}")}))
+            .await;
+        statuses.push(res.status);
+        if res.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.problem(503);
+            let retry: u64 = res
+                .header("retry-after")
+                .expect("Retry-After")
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+        }
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    diesel::connection::SimpleConnection::batch_execute(&mut other, "ROLLBACK").unwrap();
+    let res = researcher
+        .post("/api/v1/labels", &json!({"name": "after the lock"}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+}
