@@ -109,15 +109,29 @@ pub fn parse_id(raw: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::NotFound)
 }
 
-/// A timestamp query parameter (RFC 3339); unparseable -> 400.
+/// A timestamp query parameter (RFC 3339, any number of fractional digits); unparseable -> 400.
+/// The bound keeps its full precision: it is only rounded *up* to the microsecond, the finest
+/// instant both backends store (stored times are whole milliseconds), which changes no
+/// comparison (`t >= b` and `t < b` hold for a stored `t` exactly when they hold for the
+/// rounded `b`).
 pub fn parse_timestamp(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
     chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.naive_utc())
+        .map(|t| ceil_to_microsecond(t.naive_utc()))
         .map_err(|_| {
             ApiError::BadRequest(format!(
                 "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
             ))
         })
+}
+
+fn ceil_to_microsecond(at: NaiveDateTime) -> NaiveDateTime {
+    let floor =
+        chrono::DurationRound::duration_trunc(at, chrono::TimeDelta::microseconds(1)).unwrap_or(at);
+    if floor == at {
+        at
+    } else {
+        floor + chrono::TimeDelta::microseconds(1)
+    }
 }
 
 /// A UUID query parameter, in canonical form; unparseable -> 400 (a path id is 404 instead).

@@ -90,6 +90,18 @@ pub fn v7_floor(at: NaiveDateTime) -> String {
     )
 }
 
+/// `at` rounded up to a whole millisecond (the precision of a UUID v7's time): an event made in
+/// the millisecond that `until` falls inside may still lie before `until`.
+fn ceil_to_millisecond(at: NaiveDateTime) -> NaiveDateTime {
+    let floor =
+        chrono::DurationRound::duration_trunc(at, chrono::TimeDelta::milliseconds(1)).unwrap_or(at);
+    if floor == at {
+        at
+    } else {
+        floor + chrono::TimeDelta::milliseconds(1)
+    }
+}
+
 /// What `GET /events` may be narrowed to.
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
@@ -144,7 +156,7 @@ pub fn list_events(
     if let Some(until) = filter.until {
         query = query
             .filter(events::occurred_at.lt(until))
-            .filter(events::uuid.lt(v7_floor(until)));
+            .filter(events::uuid.lt(v7_floor(ceil_to_millisecond(until))));
     }
     if let Some(before) = before {
         query = query.filter(events::uuid.lt(before.to_owned()));

@@ -617,3 +617,110 @@ async fn nul_characters_are_refused_naming_the_field_on_every_route() {
     let events = events_by_request(&app).await;
     assert!(events.values().filter(|(_, s)| *s == 400).count() >= 8);
 }
+
+/// `at` (RFC 3339) moved by `nanos` and written with nine fractional digits.
+fn shifted(at: &str, nanos: i64) -> String {
+    let t = chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .naive_utc()
+        + chrono::TimeDelta::nanoseconds(nanos);
+    format!("{}Z", t.format("%Y-%m-%dT%H:%M:%S%.9f"))
+}
+
+fn ids(res: &TestResponse) -> Vec<String> {
+    res.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn time_bounds_compare_at_full_precision() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    admin.get("/api/v1/auth/me").await;
+    let listed = admin.get("/api/v1/events?limit=1").await;
+    let event = &listed.body["items"][0];
+    let (id, at) = (
+        event["id"].as_str().unwrap().to_owned(),
+        event["occurred_at"].as_str().unwrap().to_owned(),
+    );
+    let query = |name: &str, bound: String| {
+        format!(
+            "/api/v1/events?limit=200&{name}={}",
+            bound.replace('+', "%2B")
+        )
+    };
+    for (name, nanos, included) in [
+        ("until", 500_000, true),
+        ("until", 1, true),
+        ("until", 0, false),
+        ("until", -500_000, false),
+        ("since", 0, true),
+        ("since", -500_000, true),
+        ("since", 1, false),
+        ("since", 500_000, false),
+    ] {
+        let bound = shifted(&at, nanos);
+        let page = admin.get(&query(name, bound.clone())).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(
+            ids(&page).contains(&id),
+            included,
+            "{name}={bound} against an event at {at}"
+        );
+        let csv = admin
+            .send(
+                Method::GET,
+                &query(name, bound.clone()),
+                None,
+                &[("accept", "text/csv")],
+            )
+            .await;
+        assert_eq!(csv.text.contains(&id), included, "CSV {name}={bound}");
+    }
+
+    // The same rule for images and history.
+    let png = crate::fixtures::png(4, 3);
+    let image = admin.upload(&png, "x.png", None).await;
+    let (image_id, created) = (
+        image.body["id"].as_str().unwrap().to_owned(),
+        image.body["created_at"].as_str().unwrap().to_owned(),
+    );
+    for (name, nanos, included) in [
+        ("created_before", 500_000, true),
+        ("created_before", 0, false),
+        ("created_after", 0, true),
+        ("created_after", 500_000, false),
+    ] {
+        let page = admin
+            .get(&query(name, shifted(&created, nanos)).replace("/events", "/images"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(ids(&page).contains(&image_id), included, "{name} {nanos}");
+    }
+    let history = admin.get("/api/v1/history").await;
+    let entry = &history.body["items"][0];
+    let (entry_id, changed) = (
+        entry["id"].as_str().unwrap().to_owned(),
+        entry["changed_at"].as_str().unwrap().to_owned(),
+    );
+    for (name, nanos, included) in [
+        ("until", 500_000, true),
+        ("until", 0, false),
+        ("since", 0, true),
+        ("since", 500_000, false),
+    ] {
+        let page = admin
+            .get(&query(name, shifted(&changed, nanos)).replace("/events", "/history"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(
+            ids(&page).contains(&entry_id),
+            included,
+            "history {name} {nanos}"
+        );
+    }
+}
