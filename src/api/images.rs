@@ -685,37 +685,35 @@ async fn unassign_label(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A single byte range from a `Range` header: `Ok(None)` to serve everything (absent, or
-/// several ranges), `Err` when it cannot be satisfied.
-fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(value) = header else { return Ok(None) };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Ok(None);
+/// What a `Range` header (RFC 9110 section 14.2, parsed by `http-range-header`) asks of a
+/// representation of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// Serve the whole representation (200): no `Range`, another unit, an invalid or
+    /// rejected range set (which a server may ignore), or several ranges (no multipart
+    /// answers are made).
+    Whole,
+    /// Serve these bytes (206), `first..=last`.
+    Part(u64, u64),
+    /// No range of the set overlaps the representation (416).
+    Unsatisfiable,
+}
+
+fn range_request(header: Option<&str>, size: u64) -> RangeRequest {
+    use http_range_header::RangeUnsatisfiableError;
+    let Some(value) = header else {
+        return RangeRequest::Whole;
     };
-    if spec.contains(',') {
-        return Ok(None);
+    let validated =
+        http_range_header::parse_range_header(value.trim()).and_then(|set| set.validate(size));
+    match validated {
+        Ok(ranges) => match ranges.as_slice() {
+            [one] => RangeRequest::Part(*one.start(), *one.end()),
+            _ => RangeRequest::Whole,
+        },
+        Err(RangeUnsatisfiableError::Unsatisfiable) => RangeRequest::Unsatisfiable,
+        Err(_) => RangeRequest::Whole,
     }
-    let (start, end) = spec.split_once('-').ok_or(())?;
-    let (start, end) = match (start.trim(), end.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| ())?;
-            if n == 0 {
-                return Err(());
-            }
-            (size.saturating_sub(n), size.saturating_sub(1))
-        }
-        (s, "") => (s.parse().map_err(|_| ())?, size.saturating_sub(1)),
-        (s, e) => (
-            s.parse().map_err(|_| ())?,
-            e.parse::<u64>()
-                .map_err(|_| ())?
-                .min(size.saturating_sub(1)),
-        ),
-    };
-    if size == 0 || start > end || start >= size {
-        return Err(());
-    }
-    Ok(Some((start, end)))
 }
 
 /// The researcher's copy of a stored file: made once, kept in storage under a key that carries
@@ -813,9 +811,10 @@ async fn download_image(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    let range = match parse_range(range_header, size) {
-        Ok(range) => range,
-        Err(()) => {
+    let range = match range_request(range_header, size) {
+        RangeRequest::Whole => None,
+        RangeRequest::Part(first, last) => Some((first, last)),
+        RangeRequest::Unsatisfiable => {
             let problem = crate::error::Problem::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range-not-satisfiable",
@@ -864,19 +863,39 @@ async fn download_image(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{range_request, RangeRequest::*};
 
     #[test]
-    fn ranges_parse_like_rfc_9110() {
-        assert_eq!(parse_range(None, 100), Ok(None));
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
-        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
-        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
-        assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
-        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
-        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
-        assert_eq!(parse_range(Some("bytes=9-3"), 100), Err(()));
-        assert_eq!(parse_range(Some("bytes=x-y"), 100), Err(()));
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(range_request(None, 100), Whole);
+        assert_eq!(range_request(Some("bytes=0-9"), 100), Part(0, 9));
+        assert_eq!(range_request(Some("bytes=90-"), 100), Part(90, 99));
+        assert_eq!(range_request(Some("bytes=-10"), 100), Part(90, 99));
+        assert_eq!(range_request(Some("bytes=-1000"), 100), Part(0, 99));
+        assert_eq!(range_request(Some("bytes=50-500"), 100), Part(50, 99));
+        assert_eq!(range_request(Some("bytes=0-1,5-6"), 100), Whole);
+        assert_eq!(range_request(Some("bytes=100-"), 100), Unsatisfiable);
+        assert_eq!(range_request(Some("bytes=-0"), 100), Unsatisfiable);
+        assert_eq!(range_request(Some("bytes=0-0"), 0), Unsatisfiable);
+        // Overflowing numbers are just very large: the range ends at the last byte.
+        assert_eq!(
+            range_request(Some("bytes=0-99999999999999999999999"), 100),
+            Part(0, 99)
+        );
+        assert_eq!(
+            range_request(Some("bytes=99999999999999999999999-"), 100),
+            Unsatisfiable
+        );
+        // Invalid or rejected sets and other units are ignored.
+        for ignored in [
+            "bytes=9-3",
+            "bytes=x-y",
+            "items=0-1",
+            "bytes=",
+            "bytes=0-5,3-8",
+        ] {
+            assert_eq!(range_request(Some(ignored), 100), Whole, "{ignored}");
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use futures_util::FutureExt as _;
@@ -103,6 +103,11 @@ pub async fn request_context(
         )
     });
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %path);
+    // HEAD is GET without the body (RFC 9110 section 9.3.2) on every route: it is routed as
+    // GET, and the HTTP layer, which saw HEAD, sends the headers only.
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     // Part of an inner service runs synchronously inside `call` (routing), part in its future:
     // a panic in either becomes a 500 problem.
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -724,3 +724,88 @@ async fn time_bounds_compare_at_full_precision() {
         );
     }
 }
+
+#[actix_web::test]
+async fn head_works_on_every_get_route() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let png = crate::fixtures::png(40, 30);
+    let image = admin.upload(&png, "x.png", None).await;
+    let id = image.body["id"].as_str().unwrap().to_owned();
+    for path in [
+        "/health".to_owned(),
+        "/api/v1/auth/me".to_owned(),
+        "/api/v1/labels".to_owned(),
+        "/api/v1/images".to_owned(),
+        format!("/api/v1/images/{id}"),
+        format!("/api/v1/images/{id}/file"),
+        "/api/v1/code-systems".to_owned(),
+        "/api/v1/openapi.json".to_owned(),
+    ] {
+        let get = admin.get(&path).await;
+        let head = admin.send(Method::HEAD, &path, None, &[]).await;
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert!(head.bytes.is_empty(), "HEAD {path} has no body");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+        if path.ends_with("/file") {
+            assert_eq!(
+                head.header("content-length"),
+                Some(png.len().to_string().as_str())
+            );
+            assert_eq!(head.header("etag"), get.header("etag"));
+        }
+    }
+    let events = events_by_request(&app).await;
+    assert!(events.len() > 8);
+    // A route without GET answers HEAD with 405 and its Allow list.
+    let res = admin
+        .send(Method::HEAD, "/api/v1/auth/login", None, &[])
+        .await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[actix_web::test]
+async fn ranges_with_huge_or_invalid_numbers_follow_rfc_9110() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let png = crate::fixtures::png(40, 30);
+    let image = admin.upload(&png, "x.png", None).await;
+    let path = format!("/api/v1/images/{}/file", image.body["id"].as_str().unwrap());
+    let get = |range: &'static str| {
+        let (admin, path) = (&admin, path.clone());
+        async move {
+            admin
+                .send(Method::GET, &path, None, &[("range", range)])
+                .await
+        }
+    };
+    let res = get("bytes=0-99999999999999999999999").await;
+    assert_eq!(res.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&res.bytes[..], &png[..]);
+    let last = png.len() - 1;
+    assert_eq!(
+        res.header("content-range"),
+        Some(format!("bytes 0-{last}/{}", png.len()).as_str())
+    );
+    let res = get("bytes=99999999999999999999999-").await;
+    res.problem(416);
+    assert_eq!(
+        res.header("content-range"),
+        Some(format!("bytes */{}", png.len()).as_str())
+    );
+    for ignored in [
+        "bytes=9-3",
+        "bytes=x-",
+        "pages=1-2",
+        "bytes=0-1,4-5",
+        "bytes=0-5,3-8",
+    ] {
+        let res = get(ignored).await;
+        assert_eq!(res.status, StatusCode::OK, "{ignored}");
+        assert_eq!(&res.bytes[..], &png[..]);
+    }
+}
