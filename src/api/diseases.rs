@@ -82,7 +82,10 @@ pub struct ListDiseasesQuery {
 #[schema(example = json!({"name": "Pneumonia", "description": "Infection of the lung parenchyma", "codes": [{"system": "icd-10", "code": "J18.9"}, {"system": "icd-9", "code": "486"}]}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateDiseaseRequest {
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[validate(
+        length(min = 1, max = 200, message = "must be 1 to 200 characters"),
+        custom(function = "super::valid_name")
+    )]
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
@@ -95,7 +98,10 @@ pub struct CreateDiseaseRequest {
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDiseaseRequest {
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[validate(
+        length(min = 1, max = 200, message = "must be 1 to 200 characters"),
+        custom(function = "super::valid_name")
+    )]
     #[schema(min_length = 1, max_length = 200)]
     #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
@@ -155,7 +161,12 @@ pub fn parse_code_filter(raw: &str) -> Result<(String, String), ApiError> {
 }
 
 /// The ids of the named codes; any that do not exist are a field error on `codes`.
-fn resolve_codes(conn: &mut DbConnection, refs: &[CodeRef]) -> Result<Vec<i64>, ApiError> {
+/// The ids of the active codes named by `refs`; 422 (`errors.codes`) naming every one that
+/// does not exist or is inactive. Used by direct writes and reverts alike.
+pub(crate) fn resolve_codes(
+    conn: &mut DbConnection,
+    refs: &[CodeRef],
+) -> Result<Vec<i64>, ApiError> {
     let mut ids = Vec::new();
     let mut missing = Vec::new();
     for r in refs {

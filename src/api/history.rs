@@ -407,10 +407,8 @@ fn revert_label(
         .flatten()
         .filter_map(|d| text(d, "id"))
         .collect();
-    let disease_ids: Vec<i64> = diseases::find_diseases(conn, &disease_uuids)?
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    // The same rule as a direct write: every linked disease must be active now.
+    let disease_ids = super::labels::resolve_diseases(conn, &disease_uuids)?;
     let description = text(snapshot, "description");
     let updated = labels::update_label(
         conn,
@@ -448,12 +446,17 @@ fn revert_disease(
             "an active disease is named {name:?} now"
         )));
     }
-    let mut code_ids = Vec::new();
-    for code in snapshot["codes"].as_array().into_iter().flatten() {
-        if let (Some(system), Some(code)) = (text(code, "system"), text(code, "code")) {
-            code_ids.push(codes::find_code(conn, &system, &code)?.id);
-        }
-    }
+    // The same rule as a direct write: every linked code must exist and be active now.
+    let refs: Vec<super::diseases::CodeRef> = snapshot["codes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|code| super::diseases::CodeRef {
+            system: text(code, "system").unwrap_or_default(),
+            code: text(code, "code").unwrap_or_default(),
+        })
+        .collect();
+    let code_ids = super::diseases::resolve_codes(conn, &refs)?;
     let description = text(snapshot, "description");
     let updated = diseases::update_disease(
         conn,
@@ -515,10 +518,33 @@ fn revert_image(
     snapshot: &Value,
 ) -> Result<Restored, ApiError> {
     let image = images::find_any_image(conn, &entry.entity_id)?;
+    // The same rule as assigning directly: a label the image does not hold now must exist and
+    // be active (one it still holds keeps its assignment, as past assignments do).
+    let held: Vec<i64> = images::assignments_of(conn, &[image.id])?
+        .remove(&image.id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.label_id)
+        .collect();
     let mut rows = Vec::new();
+    let mut refused = Vec::new();
     for assignment in snapshot["labels"].as_array().into_iter().flatten() {
         let label_uuid = text(&assignment["label"], "id").unwrap_or_default();
-        let label = labels::find_label(conn, &label_uuid)?;
+        let label = match labels::find_label(conn, &label_uuid) {
+            Ok(label) if label.is_active || held.contains(&label.id) => label,
+            Ok(label) => {
+                refused.push(format!(
+                    "label {} ({:?}) is no longer active",
+                    label.uuid, label.name
+                ));
+                continue;
+            }
+            Err(diesel::result::Error::NotFound) => {
+                refused.push(format!("label {label_uuid} does not exist"));
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
         let by = text(&assignment["assigned_by"], "id").unwrap_or_default();
         let by = users::find_by_uuid(conn, &by)
             .map(|u| u.id)
@@ -528,6 +554,11 @@ fn revert_image(
             .map(|t| t.naive_utc())
             .unwrap_or_else(crate::db::now);
         rows.push((label.id, text(assignment, "note"), by, at));
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::Validation(
+            [("labels".to_owned(), refused)].into_iter().collect(),
+        ));
     }
     images::restore_image(conn, image.id, text(snapshot, "description").as_deref())?;
     images::replace_assignments(conn, image.id, &rows)?;

@@ -76,7 +76,10 @@ pub struct ListLabelsQuery {
 #[schema(example = json!({"name": "Pleural effusion", "description": "Fluid in the pleural space", "disease_ids": ["01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77"]}))]
 #[serde(deny_unknown_fields)]
 pub struct CreateLabelRequest {
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[validate(
+        length(min = 1, max = 200, message = "must be 1 to 200 characters"),
+        custom(function = "super::valid_name")
+    )]
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
@@ -89,7 +92,10 @@ pub struct CreateLabelRequest {
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLabelRequest {
-    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[validate(
+        length(min = 1, max = 200, message = "must be 1 to 200 characters"),
+        custom(function = "super::valid_name")
+    )]
     #[schema(min_length = 1, max_length = 200)]
     #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
@@ -137,7 +143,12 @@ pub fn label_views(
 }
 
 /// The internal ids of the named active diseases; unknown ones are a field error.
-fn resolve_diseases(conn: &mut DbConnection, uuids: &[String]) -> Result<Vec<i64>, ApiError> {
+/// The ids of active diseases named by `uuids`; 422 (`errors.disease_ids`) naming every one
+/// that does not exist or is inactive. Used by direct writes and reverts alike.
+pub(crate) fn resolve_diseases(
+    conn: &mut DbConnection,
+    uuids: &[String],
+) -> Result<Vec<i64>, ApiError> {
     let wanted: Vec<String> = uuids
         .iter()
         .filter_map(|u| uuid::Uuid::parse_str(u).ok())

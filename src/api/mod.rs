@@ -102,6 +102,15 @@ fn field_with_nul(value: &serde_json::Value, at: &str) -> Option<String> {
     }
 }
 
+/// A label's or disease's name: not blank, no control, zero-width or bidirectional control
+/// characters ([`crate::text::name_problem`]).
+pub fn valid_name(name: &str) -> Result<(), validator::ValidationError> {
+    match crate::text::name_problem(name) {
+        None => Ok(()),
+        Some(message) => Err(validator::ValidationError::new("name").with_message(message.into())),
+    }
+}
+
 /// A path id: anything that is not a UUID names nothing (404). Returns the canonical form.
 pub fn parse_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)

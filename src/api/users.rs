@@ -116,8 +116,10 @@ pub struct UpdateUserRequest {
     pub password: Option<String>,
 }
 
-/// Usernames: 1 to 150 letters, digits and `@ . + - _` (what other systems accept too).
+/// Usernames: 1 to 150 letters, digits and `@ . + - _` (what other systems accept too),
+/// judged in NFC (a letter typed as base + combining mark counts as the one letter).
 pub fn valid_username(username: &str) -> Result<(), ValidationError> {
+    let username = crate::text::nfc(username);
     let ok = (1..=150).contains(&username.chars().count())
         && username
             .chars()

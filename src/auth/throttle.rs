@@ -18,9 +18,11 @@ pub const WINDOW_SECS: i64 = 15 * 60;
 pub const USERNAME_LIMIT: i64 = 10;
 pub const CLIENT_LIMIT: i64 = 100;
 
-/// The form a tried username is counted under (case-insensitive, bounded).
+/// The form a tried username is counted under: its folded key (as usernames are compared),
+/// bounded.
 pub fn username_key(username: &str) -> String {
-    username.to_lowercase().chars().take(256).collect()
+    let bounded: String = username.chars().take(256).collect();
+    crate::text::fold_key(&bounded)
 }
 
 #[cfg(test)]

@@ -215,7 +215,54 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
         }
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(versions),
     };
-    applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+    let applied = applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    fill_name_keys(conn)?;
+    Ok(applied)
+}
+
+/// Gives rows written before the folded name keys existed their keys (computed in Rust, so
+/// no migration can). A row whose key another row already holds (two names that differed only
+/// in case or normalisation) keeps none and is logged: it stays readable, an admin renames it.
+pub fn fill_name_keys(conn: &mut DbConnection) -> anyhow::Result<()> {
+    use schema::{diseases, labels, users};
+    fn fill<F>(conn: &mut DbConnection, table: &str, rows: Vec<(i64, String)>, mut set: F)
+    where
+        F: FnMut(&mut DbConnection, i64, String) -> QueryResult<usize>,
+    {
+        for (id, name) in rows {
+            if let Err(err) = set(conn, id, crate::text::fold_key(&name)) {
+                tracing::warn!(table, id, error = %err, "name key not set (a name equal ignoring case exists); rename this row");
+            }
+        }
+    }
+    let rows = users::table
+        .filter(users::username_key.is_null())
+        .select((users::id, users::username))
+        .load(conn)?;
+    fill(conn, "users", rows, |conn, id, key| {
+        diesel::update(users::table.find(id))
+            .set(users::username_key.eq(key))
+            .execute(conn)
+    });
+    let rows = labels::table
+        .filter(labels::name_key.is_null())
+        .select((labels::id, labels::name))
+        .load(conn)?;
+    fill(conn, "labels", rows, |conn, id, key| {
+        diesel::update(labels::table.find(id))
+            .set(labels::name_key.eq(key))
+            .execute(conn)
+    });
+    let rows = diseases::table
+        .filter(diseases::name_key.is_null())
+        .select((diseases::id, diseases::name))
+        .load(conn)?;
+    fill(conn, "diseases", rows, |conn, id, key| {
+        diesel::update(diseases::table.find(id))
+            .set(diseases::name_key.eq(key))
+            .execute(conn)
+    });
+    Ok(())
 }
 
 /// Reverts every applied migration (used by the migration round-trip test).

@@ -13,6 +13,8 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        /// `text::fold_key(username)`: the unique comparison key.
+        username_key -> Nullable<Text>,
     }
 }
 
@@ -98,6 +100,8 @@ diesel::table! {
         version -> Integer,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        /// `text::fold_key(name)`: the unique comparison key among active rows.
+        name_key -> Nullable<Text>,
     }
 }
 
@@ -119,6 +123,8 @@ diesel::table! {
         version -> Integer,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        /// `text::fold_key(name)`: the unique comparison key among active rows.
+        name_key -> Nullable<Text>,
     }
 }
 

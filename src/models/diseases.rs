@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::codes::Code;
-use super::{like_pattern, lower, new_uuid};
+use super::{like_pattern, new_uuid};
 use crate::db::schema::{codes, disease_codes, diseases};
 use crate::db::{now, DbConnection};
 
@@ -34,8 +34,9 @@ pub fn insert_disease(
     diesel::insert_into(diseases::table)
         .values((
             diseases::uuid.eq(&uuid),
-            diseases::name.eq(name),
-            diseases::description.eq(description),
+            diseases::name.eq(crate::text::nfc(name)),
+            diseases::name_key.eq(crate::text::fold_key(name)),
+            diseases::description.eq(description.map(crate::text::nfc)),
             diseases::created_by.eq(created_by),
             diseases::is_active.eq(true),
             diseases::version.eq(1),
@@ -70,7 +71,7 @@ pub fn find_diseases_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult
 /// Whether an active disease other than `except` has this name, ignoring case.
 pub fn name_taken(conn: &mut DbConnection, name: &str, except: Option<i64>) -> QueryResult<bool> {
     let mut query = diseases::table
-        .filter(lower(diseases::name).eq(name.to_lowercase()))
+        .filter(diseases::name_key.eq(crate::text::fold_key(name)))
         .filter(diseases::is_active)
         .select(diseases::id)
         .into_boxed();
@@ -94,8 +95,9 @@ pub fn update_disease(
         .filter(diseases::version.eq(version));
     let updated = diesel::update(target)
         .set((
-            name.map(|n| diseases::name.eq(n.to_owned())),
-            description.map(|d| diseases::description.eq(d.map(str::to_owned))),
+            name.map(|n| diseases::name.eq(crate::text::nfc(n))),
+            name.map(|n| diseases::name_key.eq(crate::text::fold_key(n))),
+            description.map(|d| diseases::description.eq(d.map(crate::text::nfc))),
             is_active.map(|a| diseases::is_active.eq(a)),
             diseases::version.eq(version + 1),
             diseases::updated_at.eq(now()),
@@ -159,7 +161,7 @@ pub fn list_diseases(
         .limit(limit)
         .into_boxed();
     if let Some(q) = q {
-        query = query.filter(lower(diseases::name).like(like_pattern(q)).escape('\\'));
+        query = query.filter(diseases::name_key.like(like_pattern(q)).escape('\\'));
     }
     if let Some(code_id) = code_id {
         let linked = disease_codes::table

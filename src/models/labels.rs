@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::diseases::Disease;
-use super::{like_pattern, lower, new_uuid};
+use super::{like_pattern, new_uuid};
 use crate::db::schema::{diseases, label_diseases, labels};
 use crate::db::{now, DbConnection};
 
@@ -34,8 +34,9 @@ pub fn insert_label(
     diesel::insert_into(labels::table)
         .values((
             labels::uuid.eq(&uuid),
-            labels::name.eq(name),
-            labels::description.eq(description),
+            labels::name.eq(crate::text::nfc(name)),
+            labels::name_key.eq(crate::text::fold_key(name)),
+            labels::description.eq(description.map(crate::text::nfc)),
             labels::created_by.eq(created_by),
             labels::is_active.eq(true),
             labels::version.eq(1),
@@ -63,7 +64,7 @@ pub fn find_labels_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<V
 /// Whether an active label other than `except` has this name, ignoring case.
 pub fn name_taken(conn: &mut DbConnection, name: &str, except: Option<i64>) -> QueryResult<bool> {
     let mut query = labels::table
-        .filter(lower(labels::name).eq(name.to_lowercase()))
+        .filter(labels::name_key.eq(crate::text::fold_key(name)))
         .filter(labels::is_active)
         .select(labels::id)
         .into_boxed();
@@ -87,8 +88,9 @@ pub fn update_label(
         .filter(labels::version.eq(version));
     let updated = diesel::update(target)
         .set((
-            name.map(|n| labels::name.eq(n.to_owned())),
-            description.map(|d| labels::description.eq(d.map(str::to_owned))),
+            name.map(|n| labels::name.eq(crate::text::nfc(n))),
+            name.map(|n| labels::name_key.eq(crate::text::fold_key(n))),
+            description.map(|d| labels::description.eq(d.map(crate::text::nfc))),
             is_active.map(|a| labels::is_active.eq(a)),
             labels::version.eq(version + 1),
             labels::updated_at.eq(now()),
@@ -154,7 +156,7 @@ pub fn list_labels(
         .limit(limit)
         .into_boxed();
     if let Some(q) = q {
-        query = query.filter(lower(labels::name).like(like_pattern(q)).escape('\\'));
+        query = query.filter(labels::name_key.like(like_pattern(q)).escape('\\'));
     }
     if let Some(after) = after {
         query = query.filter(labels::uuid.gt(after.to_owned()));

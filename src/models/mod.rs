@@ -13,20 +13,15 @@ pub mod login_failures;
 pub mod sessions;
 pub mod users;
 
-diesel::define_sql_function!(
-    /// SQL `lower(text)`: case-insensitive comparisons that match the `lower(...)` indexes.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text
-);
-
 /// A new public identifier: UUID v7, time-ordered, so keyset pagination by it follows creation.
 pub fn new_uuid() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// A LIKE pattern matching names that contain `q` (lower-cased, wildcards escaped with `\`).
+/// A LIKE pattern matching name keys that contain `q`'s key ([`crate::text::fold_key`]),
+/// wildcards escaped with `\`.
 pub fn like_pattern(q: &str) -> String {
-    let escaped = q
-        .to_lowercase()
+    let escaped = crate::text::fold_key(q)
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{groups, lower, new_uuid};
+use super::{groups, new_uuid};
 use crate::auth::{Role, RoleSet};
 use crate::db::schema::{groups as groups_t, user_groups, users};
 use crate::db::{now, DbConnection};
@@ -53,7 +53,8 @@ pub fn insert_user(conn: &mut DbConnection, new: NewUser<'_>) -> QueryResult<Use
         diesel::insert_into(users::table)
             .values((
                 users::uuid.eq(&uuid),
-                users::username.eq(new.username),
+                users::username.eq(crate::text::nfc(new.username)),
+                users::username_key.eq(crate::text::fold_key(new.username)),
                 users::full_name.eq(new.full_name),
                 users::email.eq(new.email),
                 users::password_hash.eq(new.password_hash),
@@ -110,7 +111,7 @@ pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<User> {
 /// Usernames are unique ignoring case.
 pub fn find_by_username(conn: &mut DbConnection, username: &str) -> QueryResult<Option<User>> {
     users::table
-        .filter(lower(users::username).eq(username.to_lowercase()))
+        .filter(users::username_key.eq(crate::text::fold_key(username)))
         .select(User::as_select())
         .first(conn)
         .optional()

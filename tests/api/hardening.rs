@@ -809,3 +809,108 @@ async fn ranges_with_huge_or_invalid_numbers_follow_rfc_9110() {
         assert_eq!(&res.bytes[..], &png[..]);
     }
 }
+
+#[actix_web::test]
+async fn names_compare_after_nfc_and_full_case_folding_on_both_backends() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let create = |username: &str| json!({"username": username, "password": "a perfectly fine passphrase", "roles": ["doctor"]});
+    for username in ["Ärztin", "ÉLODIE", "Ölçer"] {
+        let res = admin.post("/api/v1/users", &create(username)).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        for typed in [
+            username.to_owned(),
+            username.to_lowercase(),
+            username.to_uppercase(),
+        ] {
+            let res = app.anonymous().login(&typed, PASSWORD).await;
+            assert_eq!(
+                res.status,
+                StatusCode::OK,
+                "{username} as {typed}: {}",
+                res.text
+            );
+        }
+    }
+    let res = admin.post("/api/v1/users", &create("ZOË")).await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    for twin in ["Zoë", "zoe\u{308}", "ZOE\u{308}", "ölçer", "ärztin"] {
+        let res = admin.post("/api/v1/users", &create(twin)).await;
+        res.problem(409);
+    }
+    let res = app.anonymous().login("zoe\u{308}", PASSWORD).await;
+    assert_eq!(res.status, StatusCode::OK, "decomposed form logs in");
+    assert_eq!(res.body["user"]["username"], "ZOË");
+
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    for (path, first, twins) in [
+        (
+            "/api/v1/labels",
+            "Ödem",
+            vec!["ÖDEM", "ödem", "O\u{308}dem"],
+        ),
+        (
+            "/api/v1/diseases",
+            "Ménière disease",
+            vec![
+                "Me\u{301}nie\u{300}re disease",
+                "MÉNIÈRE DISEASE",
+                "ME\u{301}NIE\u{300}RE disease",
+            ],
+        ),
+        ("/api/v1/labels", "Straße", vec!["STRASSE", "strasse"]),
+    ] {
+        let res = researcher.post(path, &json!({"name": first})).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        for twin in twins {
+            researcher
+                .post(path, &json!({"name": twin}))
+                .await
+                .problem(409);
+        }
+    }
+    // Stored in NFC; found by any case or form.
+    let res = researcher
+        .post("/api/v1/labels", &json!({"name": "Ne\u{301}vus"}))
+        .await;
+    assert_eq!(res.body["name"], "N\u{e9}vus");
+    for q in ["%C3%B6dem", "%C3%96DEM", "O%CC%88dem"] {
+        let found = researcher.get(&format!("/api/v1/labels?q={q}")).await;
+        let names: Vec<&str> = found.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["Ödem"], "q={q}");
+    }
+    let found = researcher.get("/api/v1/diseases?q=m%C3%A9ni%C3%88re").await;
+    assert_eq!(found.body["items"].as_array().unwrap().len(), 1);
+
+    // Renaming into a twin is a conflict too.
+    let other = researcher
+        .post("/api/v1/labels", &json!({"name": "Other"}))
+        .await;
+    let id = other.body["id"].as_str().unwrap();
+    researcher
+        .patch(&format!("/api/v1/labels/{id}"), &json!({"name": "öDEM"}))
+        .await
+        .problem(409);
+
+    // Blank names and invisible characters are refused.
+    for bad in [
+        "   ",
+        "\t",
+        "a\u{200B}b",
+        "x\u{202E}y",
+        "\u{2066}z",
+        "\u{FEFF}w",
+    ] {
+        for path in ["/api/v1/labels", "/api/v1/diseases"] {
+            let res = researcher.post(path, &json!({"name": bad})).await;
+            assert!(res.problem(422)["errors"]["name"].is_array(), "{bad:?}");
+        }
+        let res = admin.post("/api/v1/users", &create(bad)).await;
+        assert!(res.problem(422)["errors"]["username"].is_array(), "{bad:?}");
+    }
+}

@@ -324,3 +324,149 @@ async fn a_deleted_image_comes_back_with_its_diagnosis() {
     );
     assert_eq!(code_history[0]["snapshot"]["description"], "changed");
 }
+
+/// The id of the newest history entry of `path` (an entity's history listing).
+async fn newest_entry(client: &crate::helpers::TestClient, path: &str) -> String {
+    entries(client, path).await.last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn reverts_obey_the_rules_of_the_direct_write_for_every_entity() {
+    let app = TestApp::spawn().await;
+    app.load_codes().await;
+    let owner = app.token_client(&[Role::Doctor]).await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let id_of = |res: &crate::helpers::TestResponse| res.body["id"].as_str().unwrap().to_owned();
+
+    // Image: a snapshot holding a label deactivated since is 422 naming the label.
+    let label = id_of(
+        &researcher
+            .post("/api/v1/labels", &json!({"name": "Effusion"}))
+            .await,
+    );
+    let image = id_of(&owner.upload(&fixtures::png(4, 4), "chest.png", None).await);
+    owner
+        .post(
+            &format!("/api/v1/images/{image}/labels"),
+            &json!({"label_id": label}),
+        )
+        .await;
+    let labelled = newest_entry(&owner, &format!("/api/v1/images/{image}/history")).await;
+    owner
+        .delete(&format!("/api/v1/images/{image}/labels/{label}"))
+        .await;
+    researcher.delete(&format!("/api/v1/labels/{label}")).await;
+    let before = owner.get(&format!("/api/v1/images/{image}")).await.body;
+    let res = owner
+        .post(&format!("/api/v1/history/{labelled}/revert"), &json!({}))
+        .await;
+    let problem = res.problem(422);
+    assert!(
+        problem["errors"]["labels"][0]
+            .as_str()
+            .unwrap()
+            .contains(&label),
+        "{problem}"
+    );
+    assert_eq!(
+        owner.get(&format!("/api/v1/images/{image}")).await.body,
+        before,
+        "nothing changed"
+    );
+
+    // Label: a snapshot linking a disease deactivated since is 422 naming it; a snapshot whose
+    // name an active label holds now is 409.
+    let disease = id_of(
+        &researcher
+            .post("/api/v1/diseases", &json!({"name": "Pneumonia"}))
+            .await,
+    );
+    let linked = id_of(
+        &researcher
+            .post(
+                "/api/v1/labels",
+                &json!({"name": "Consolidation", "disease_ids": [disease]}),
+            )
+            .await,
+    );
+    let first = newest_entry(&researcher, &format!("/api/v1/labels/{linked}/history")).await;
+    researcher
+        .patch(
+            &format!("/api/v1/labels/{linked}"),
+            &json!({"name": "Opacity", "disease_ids": []}),
+        )
+        .await;
+    researcher
+        .delete(&format!("/api/v1/diseases/{disease}"))
+        .await;
+    let res = researcher
+        .post(&format!("/api/v1/history/{first}/revert"), &json!({}))
+        .await;
+    assert!(
+        res.problem(422)["errors"]["disease_ids"].is_array(),
+        "{}",
+        res.text
+    );
+    assert_eq!(
+        researcher
+            .get(&format!("/api/v1/labels/{linked}"))
+            .await
+            .body["name"],
+        "Opacity"
+    );
+    let twin = id_of(
+        &researcher
+            .post("/api/v1/labels", &json!({"name": "Mass"}))
+            .await,
+    );
+    let mass = newest_entry(&researcher, &format!("/api/v1/labels/{twin}/history")).await;
+    researcher
+        .patch(
+            &format!("/api/v1/labels/{twin}"),
+            &json!({"name": "Nodule"}),
+        )
+        .await;
+    researcher
+        .post("/api/v1/labels", &json!({"name": "MASS"}))
+        .await;
+    researcher
+        .post(&format!("/api/v1/history/{mass}/revert"), &json!({}))
+        .await
+        .problem(409);
+
+    // Disease: a snapshot naming a code deactivated since is 422 naming it.
+    let coded = id_of(
+        &researcher
+            .post(
+                "/api/v1/diseases",
+                &json!({"name": "Diabetes", "codes": [{"system": "icd-10", "code": "E11.9"}]}),
+            )
+            .await,
+    );
+    let with_code = newest_entry(&researcher, &format!("/api/v1/diseases/{coded}/history")).await;
+    researcher
+        .patch(&format!("/api/v1/diseases/{coded}"), &json!({"codes": []}))
+        .await;
+    researcher.delete("/api/v1/codes/icd-10/E11.9").await;
+    let res = researcher
+        .post(&format!("/api/v1/history/{with_code}/revert"), &json!({}))
+        .await;
+    let problem = res.problem(422);
+    assert!(
+        problem["errors"]["codes"][0]
+            .as_str()
+            .unwrap()
+            .contains("E11.9"),
+        "{problem}"
+    );
+    assert_eq!(
+        researcher
+            .get(&format!("/api/v1/diseases/{coded}"))
+            .await
+            .body["codes"],
+        json!([])
+    );
+}

@@ -144,3 +144,35 @@ struct StatusPath {
     #[diesel(sql_type = diesel::sql_types::Text)]
     path: String,
 }
+
+#[test]
+fn rows_from_before_the_name_keys_get_them_at_start() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use medlabel::db::schema::users;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
+    db.migrate().unwrap();
+    let mut conn = db.get().unwrap();
+    // Rows as an older release wrote them: no key.
+    conn.batch_execute(
+        "INSERT INTO users (uuid, username, password_hash, is_active, created_at, updated_at) \
+         VALUES ('u1', 'Ärztin', 'x', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00'), \
+                ('u2', 'ÄRZTIN', 'x', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00');",
+    )
+    .unwrap();
+    medlabel::db::fill_name_keys(&mut conn).unwrap();
+    let keys: Vec<(String, Option<String>)> = users::table
+        .order(users::uuid)
+        .select((users::uuid, users::username_key))
+        .load(&mut *conn)
+        .unwrap();
+    assert_eq!(
+        keys,
+        vec![
+            ("u1".to_owned(), Some("ärztin".to_owned())),
+            ("u2".to_owned(), None),
+        ],
+        "the first keeps the key; its twin is left for an admin to rename"
+    );
+}
