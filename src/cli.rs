@@ -150,6 +150,18 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     ensure_first_admin(&state)?;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(state.clone())?;
+        // Storage no row references (left by a crash mid-upload): swept now and hourly.
+        let sweeper = state.clone();
+        actix_web::rt::spawn(async move {
+            let grace = std::time::Duration::from_secs(sweeper.settings.orphan_grace_secs);
+            loop {
+                if let Err(err) = crate::orphans::sweep(&sweeper.db, &sweeper.storage, grace).await
+                {
+                    tracing::warn!(error = %err, "sweeping unreferenced storage failed");
+                }
+                actix_web::rt::time::sleep(crate::orphans::SWEEP_INTERVAL).await;
+            }
+        });
         let bind = &state.settings.bind;
         let host = bind.rsplit_once(':').map(|(h, _)| h).unwrap_or(bind);
         tracing::info!(address = %format!("http://{host}:{}", app.port()), "medlabel is listening");

@@ -20,6 +20,7 @@
 //! | `MEDLABEL_CORS_ORIGINS` | none (CORS off) | comma-separated allowed origins |
 //! | `MEDLABEL_DB_POOL_SIZE` | 2 x CPUs, at least 4 | database connections per instance |
 //! | `MEDLABEL_DB_BUSY_TIMEOUT_MS` | `10000` | SQLite: how long a write waits for another process's lock before answering 503 |
+//! | `MEDLABEL_ORPHAN_GRACE_SECS` | `86400` | unreferenced storage objects older than this are removed (at start, then hourly) |
 //! | `MEDLABEL_WORKERS` | CPU count | HTTP worker threads |
 //! | `MEDLABEL_LOG` | `info` | tracing filter, e.g. `medlabel=debug,info` |
 //! | `MEDLABEL_LOG_FORMAT` | `text` | `text` for people, `json` for machines |
@@ -69,6 +70,8 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// SQLite's `busy_timeout`: how long a statement waits for a lock held by another process.
     pub db_busy_timeout_ms: u64,
+    /// Age after which an object no row references is removed; longer than any upload takes.
+    pub orphan_grace_secs: u64,
     pub workers: Option<usize>,
     pub log: String,
     pub log_format: LogFormat,
@@ -219,6 +222,11 @@ impl Settings {
                 get("MEDLABEL_DB_BUSY_TIMEOUT_MS")?,
                 "MEDLABEL_DB_BUSY_TIMEOUT_MS",
                 10_000,
+            )?,
+            orphan_grace_secs: number(
+                get("MEDLABEL_ORPHAN_GRACE_SECS")?,
+                "MEDLABEL_ORPHAN_GRACE_SECS",
+                86_400,
             )?,
             workers,
             log: get("MEDLABEL_LOG")?.unwrap_or_else(|| "info".into()),

@@ -161,17 +161,11 @@ pub async fn create_dummy_data(
         .or(doctors.first())
         .context("no user to create the vocabulary with")?
         .clone();
-    let curate = Change {
-        user_id: curator.id,
-        request_id: change_id.clone(),
-    };
+    let curate = Change::offline(curator.id, change_id.clone());
     let label_ids = vocabulary(&mut conn, &curate, &mut summary)?;
 
     for doctor in &doctors {
-        let change = Change {
-            user_id: doctor.id,
-            request_id: change_id.clone(),
-        };
+        let change = Change::offline(doctor.id, change_id.clone());
         for _ in 0..options.images_per_doctor {
             let (kind, bytes, width, height) = random_image(&mut rng)?;
             let key = Storage::new_image_key();

@@ -1,14 +1,19 @@
 //! Recording history: every create, update, delete and revert of an image (metadata and label
 //! set), a label, a disease or a code appends one JSON snapshot of the entity as it is after
 //! the change, inside the same database transaction as the change itself. A change that fails
-//! leaves no entry; an entry never exists without its change.
+//! leaves no entry; an entry never exists without its change. The audit event of the request
+//! that made the change is written in the same transaction too: a committed change always has
+//! its event, even when the process dies before answering.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::audit::record::{write_with_change, AuditTicket};
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
 use crate::error::ApiError;
-use crate::middleware::request_context::current_request_id;
+use crate::middleware::request_context::{current_audit_ticket, current_request_id};
 use crate::models::history::insert_history;
 
 /// The shape of snapshots written now. A release that changes an entity's shape bumps this
@@ -65,10 +70,17 @@ impl Action {
 }
 
 /// Who changes something, and in which request (so an entry links to its audit event).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Change {
     pub user_id: i64,
     pub request_id: String,
+    /// The request's audit: its event is written in the change's transaction.
+    audit: Option<Arc<AuditTicket>>,
+    /// How the caller authenticated (`session`, `token`), for the event.
+    auth: &'static str,
+    /// The status the request answers when the change succeeds; by default 201 for a create,
+    /// 204 for a delete, 200 otherwise.
+    answer: Option<u16>,
 }
 
 impl Change {
@@ -80,7 +92,26 @@ impl Change {
             request_id: current_request_id()
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
+            audit: current_audit_ticket(),
+            auth: caller.auth.name(),
+            answer: None,
         }
+    }
+
+    /// A change made outside any request (the CLI, demo data): no audit event.
+    pub fn offline(user_id: i64, request_id: String) -> Self {
+        Change {
+            user_id,
+            request_id,
+            ..Default::default()
+        }
+    }
+
+    /// The status the request answers when this change succeeds, where the action does not
+    /// say (assigning a label is an `update` of the image answered 201).
+    pub fn answering(mut self, status: u16) -> Self {
+        self.answer = Some(status);
+        self
     }
 
     /// Appends the entry for `entity` after `action`.
@@ -103,6 +134,14 @@ impl Change {
             self.user_id,
             &self.request_id,
         )?;
+        if let Some(ticket) = &self.audit {
+            let status = self.answer.unwrap_or(match action {
+                Action::Create => 201,
+                Action::Delete => 204,
+                Action::Update | Action::Revert => 200,
+            });
+            write_with_change(conn, ticket, status, self.user_id, self.auth)?;
+        }
         Ok(())
     }
 }

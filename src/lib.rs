@@ -14,6 +14,7 @@ pub mod imaging;
 pub mod middleware;
 pub mod models;
 pub mod openapi;
+pub mod orphans;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -20,12 +20,16 @@ pub const HEALTH_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The folder of a `file://` store (where interrupted uploads leave staging files that the
+    /// object listing does not show).
+    local_root: Option<std::path::PathBuf>,
     /// The last probe: when it ran and whether it passed (one probe at a time).
     last_probe: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 impl Storage {
     pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        let local_root = url.strip_prefix("file://").map(std::path::PathBuf::from);
         let store: Arc<dyn ObjectStore> = if let Some(dir) = url.strip_prefix("file://") {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating storage directory {dir}"))?;
@@ -58,12 +62,18 @@ impl Storage {
         };
         Ok(Storage {
             store,
+            local_root,
             last_probe: Arc::default(),
         })
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The folder of a `file://` store.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// A new key for an uploaded image's bytes.

@@ -617,7 +617,7 @@ async fn assign_label(
     let id = parse_id(&id)?;
     let body = body.into_inner();
     body.validate()?;
-    let change = Change::by(&caller);
+    let change = Change::by(&caller).answering(201);
     let image_id = id.clone();
     let assignment = state
         .db
@@ -665,7 +665,7 @@ async fn unassign_label(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.0)?;
-    let change = Change::by(&caller);
+    let change = Change::by(&caller).answering(204);
     let label_id = parse_id(&path.1)?;
     state
         .db

@@ -3,6 +3,7 @@
 //! `key` are redacted, and request bodies are never read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
 use actix_web::HttpMessage;
@@ -10,7 +11,7 @@ use actix_web::HttpRequest;
 use uuid::Uuid;
 
 use crate::auth::CurrentUser;
-use crate::db::now;
+use crate::db::{now, DbConnection};
 use crate::middleware::request_context::RequestContext;
 use crate::models::events::NewEvent;
 
@@ -93,51 +94,114 @@ impl RequestFacts {
     }
 }
 
-/// The event of a request: `req` is the request as the response carries it (with the caller
-/// found by authentication), absent when no response came back (a panic).
-pub fn event(
+/// The audit of one request in flight, shared by the request-context middleware and any change
+/// the request makes. A change writes the request's event inside its own transaction (so no
+/// committed change is ever without its event, whatever happens after the commit) and marks
+/// the ticket once that transaction has committed; the middleware then writes nothing more.
+/// Every other request's event is written by the middleware through the group commit.
+#[derive(Debug)]
+pub struct AuditTicket {
     facts: RequestFacts,
-    context: &RequestContext,
-    generated_id: bool,
+    context: RequestContext,
+    /// The event's id: the request id when the server chose it (UUID v7, time-ordered); a
+    /// fresh v7 beside a client's own request id.
+    event_uuid: Uuid,
+    /// The status recorded by a committed change's event, if one was written.
+    written: std::sync::atomic::AtomicU16,
+}
+
+impl AuditTicket {
+    pub fn new(facts: RequestFacts, context: RequestContext, generated_id: bool) -> Self {
+        AuditTicket {
+            facts,
+            context,
+            event_uuid: if generated_id {
+                context.request_id
+            } else {
+                Uuid::now_v7()
+            },
+            written: std::sync::atomic::AtomicU16::new(0),
+        }
+    }
+
+    /// The status of the event a committed change wrote for this request, if any.
+    pub fn written_status(&self) -> Option<u16> {
+        match self.written.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            status => Some(status),
+        }
+    }
+
+    fn mark_written(&self, status: u16) {
+        self.written
+            .store(status, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The event as the middleware writes it: `req` is the request as the response carries it
+    /// (with the caller found by authentication), absent when no response came back.
+    pub fn event(&self, status: u16, req: Option<&HttpRequest>) -> NewEvent {
+        let (mut user_id, mut auth) = (None, "none");
+        let mut detail = None;
+        if let Some(req) = req {
+            let extensions = req.extensions();
+            if let Some(user) = extensions.get::<CurrentUser>() {
+                user_id = Some(user.id);
+                auth = user.auth.name();
+            }
+            if let Some(login) = extensions.get::<LoginAttempt>() {
+                user_id = login.user_id;
+                detail = Some(serde_json::json!({ "username": login.username }).to_string());
+            }
+        }
+        self.event_with(status, user_id, auth, detail)
+    }
+
+    fn event_with(
+        &self,
+        status: u16,
+        user_id: Option<i64>,
+        auth: &str,
+        detail: Option<String>,
+    ) -> NewEvent {
+        let facts = &self.facts;
+        NewEvent {
+            uuid: self.event_uuid.to_string(),
+            request_id: self.context.request_id.to_string(),
+            occurred_at: now(),
+            user_id,
+            auth: auth.to_owned(),
+            method: facts.method.clone(),
+            path: facts.path.clone(),
+            query: facts.query.clone(),
+            status: i32::from(status),
+            duration_ms: self.context.started.elapsed().as_secs_f64() * 1000.0,
+            client_ip: self.context.client_ip.to_string(),
+            user_agent: facts.user_agent.clone(),
+            headers: facts.headers.clone(),
+            detail,
+        }
+    }
+}
+
+/// Writes the request's event inside the change's transaction on `conn`, with the status the
+/// request will answer, and marks the ticket once the outermost write transaction commits
+/// ([`crate::db::on_commit`]). Outside a transaction it does nothing (the middleware writes the
+/// event). Writing it twice in one transaction stores it once.
+pub fn write_with_change(
+    conn: &mut DbConnection,
+    ticket: &Arc<AuditTicket>,
     status: u16,
-    req: Option<&HttpRequest>,
-) -> NewEvent {
-    let (mut user_id, mut auth) = (None, "none");
-    let mut detail = None;
-    if let Some(req) = req {
-        let extensions = req.extensions();
-        if let Some(user) = extensions.get::<CurrentUser>() {
-            user_id = Some(user.id);
-            auth = user.auth.name();
-        }
-        if let Some(login) = extensions.get::<LoginAttempt>() {
-            user_id = login.user_id;
-            detail = Some(serde_json::json!({ "username": login.username }).to_string());
-        }
+    user_id: i64,
+    auth: &str,
+) -> diesel::QueryResult<()> {
+    if ticket.written_status().is_some() || !crate::db::in_transaction(conn)? {
+        return Ok(());
     }
-    // The event's id is the request id when the server chose it (UUID v7, time-ordered); a
-    // client's own id is kept as `request_id` beside a fresh event id.
-    let uuid = if generated_id {
-        context.request_id
-    } else {
-        Uuid::now_v7()
-    };
-    NewEvent {
-        uuid: uuid.to_string(),
-        request_id: context.request_id.to_string(),
-        occurred_at: now(),
-        user_id,
-        auth: auth.to_owned(),
-        method: facts.method,
-        path: facts.path,
-        query: facts.query,
-        status: i32::from(status),
-        duration_ms: context.started.elapsed().as_secs_f64() * 1000.0,
-        client_ip: context.client_ip.to_string(),
-        user_agent: facts.user_agent,
-        headers: facts.headers,
-        detail,
-    }
+    let event = ticket.event_with(status, Some(user_id), auth, None);
+    crate::models::events::insert_event_in_change(conn, &event)?;
+    let ticket = Arc::clone(ticket);
+    crate::db::on_commit(move || ticket.mark_written(status));
+    Ok(())
 }
 
 /// A path that could not be canonicalised, as recorded: percent-decoded where possible,

@@ -283,30 +283,68 @@ fn versions(v: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
 /// first and writes later cannot wait for the lock and fails with "database is locked" when
 /// another writer got there first. On PostgreSQL it is an ordinary transaction. Transactions
 /// opened inside `f` become savepoints.
+///
+/// Work registered with [`on_commit`] inside the outermost write transaction runs once it has
+/// committed, and is dropped when it rolls back.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let DbConnection::Sqlite(sqlite) = conn else {
-        return conn.transaction(f);
-    };
-    let depth =
-        AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?;
-    if depth.is_some() {
+    if in_transaction(conn)? {
         return conn.transaction(f);
     }
-    let _writer = sqlite_writer();
-    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-    let outcome = f(conn);
-    if let DbConnection::Sqlite(sqlite) = conn {
-        match &outcome {
-            Ok(_) => AnsiTransactionManager::commit_transaction(sqlite)?,
-            Err(_) => AnsiTransactionManager::rollback_transaction(sqlite)?,
+    ON_COMMIT.with_borrow_mut(Vec::clear);
+    let outcome = match conn {
+        DbConnection::Postgres(_) => conn.transaction(f),
+        DbConnection::Sqlite(sqlite) => {
+            let _writer = sqlite_writer();
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            let outcome = f(conn);
+            if let DbConnection::Sqlite(sqlite) = conn {
+                let ended = match &outcome {
+                    Ok(_) => AnsiTransactionManager::commit_transaction(sqlite),
+                    Err(_) => AnsiTransactionManager::rollback_transaction(sqlite),
+                };
+                if let Err(err) = ended {
+                    ON_COMMIT.with_borrow_mut(Vec::clear);
+                    return Err(err.into());
+                }
+            }
+            outcome
         }
+    };
+    let committed = ON_COMMIT.with_borrow_mut(std::mem::take);
+    if outcome.is_ok() {
+        committed.into_iter().for_each(|work| work());
     }
     outcome
+}
+
+thread_local! {
+    /// Work waiting for the outermost write transaction on this thread to commit.
+    static ON_COMMIT: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// True while `conn` is inside a transaction.
+pub fn in_transaction(conn: &mut DbConnection) -> diesel::QueryResult<bool> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = match conn {
+        DbConnection::Postgres(pg) => {
+            AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth()?
+        }
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?
+        }
+    };
+    Ok(depth.is_some())
+}
+
+/// Runs `work` after the current outermost [`write_transaction`] commits (never when it rolls
+/// back). Outside one, it is dropped.
+pub fn on_commit(work: impl FnOnce() + 'static) {
+    ON_COMMIT.with_borrow_mut(|pending| pending.push(Box::new(work)));
 }
 
 /// SQLite allows one writer at a time. This process's writers (write transactions and the

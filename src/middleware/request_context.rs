@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -23,17 +24,31 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::canonical_path::{canonical_path, query_has_nul};
-use crate::audit::record;
+use crate::audit::record::{self, AuditTicket};
 use crate::error::Problem;
 use crate::state::AppState;
 
 tokio::task_local! {
-    static REQUEST_ID: Uuid;
+    static REQUEST: RequestScope;
+}
+
+/// What the rest of a request reads from its task: its id, and its audit ticket (absent for
+/// requests that are not audited).
+#[derive(Clone)]
+struct RequestScope {
+    request_id: Uuid,
+    audit: Option<Arc<AuditTicket>>,
 }
 
 /// The request id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<Uuid> {
-    REQUEST_ID.try_with(|id| *id).ok()
+    REQUEST.try_with(|scope| scope.request_id).ok()
+}
+
+/// The audit ticket of the request being served on this task, if it is audited: a change
+/// writes the request's event with it, in the change's own transaction.
+pub fn current_audit_ticket() -> Option<Arc<AuditTicket>> {
+    REQUEST.try_with(|scope| scope.audit.clone()).ok().flatten()
 }
 
 /// Facts about the request that later layers and handlers read from extensions.
@@ -94,14 +109,19 @@ pub async fn request_context(
     let path = canonical
         .clone()
         .unwrap_or_else(|| record::lossy_path(req.path()));
-    let facts = record::is_audited(&path).then(|| {
-        record::RequestFacts::of(
+    let ticket = record::is_audited(&path).then(|| {
+        let facts = record::RequestFacts::of(
             req.method().as_str(),
             &path,
             req.query_string(),
             req.headers(),
-        )
+        );
+        Arc::new(AuditTicket::new(facts, context, client_id.is_none()))
     });
+    let scope = RequestScope {
+        request_id,
+        audit: ticket.clone(),
+    };
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %path);
     // HEAD is GET without the body (RFC 9110 section 9.3.2) on every route: it is routed as
     // GET, and the HTTP layer, which saw HEAD, sends the headers only.
@@ -119,8 +139,8 @@ pub async fn request_context(
         }
         .into())),
         Ok(Some(future)) => {
-            REQUEST_ID
-                .scope(request_id, AssertUnwindSafe(future).catch_unwind())
+            REQUEST
+                .scope(scope.clone(), AssertUnwindSafe(future).catch_unwind())
                 .instrument(span.clone())
                 .await
         }
@@ -140,13 +160,24 @@ pub async fn request_context(
     );
     // The audit event is committed before anything is answered; if it cannot be, the answer
     // is 503 instead.
+    // A request whose change committed has its event already (written in the change's
+    // transaction).
     let mut audit_failed = false;
-    if let (Some(facts), Some(state)) = (facts, state.as_ref()) {
+    let unwritten = ticket.filter(|ticket| match ticket.written_status() {
+        None => true,
+        Some(written) => {
+            if written != status.as_u16() {
+                tracing::warn!(parent: &span, written, answered = status.as_u16(), "the change's event names another status than the answer");
+            }
+            false
+        }
+    });
+    if let (Some(ticket), Some(state)) = (unwritten, state.as_ref()) {
         let req = match &outcome {
             Ok(Ok(res)) => Some(res.request()),
             _ => None,
         };
-        let event = record::event(facts, &context, client_id.is_none(), status.as_u16(), req);
+        let event = ticket.event(status.as_u16(), req);
         if let Err(err) = state.audit.record(event).await {
             tracing::error!(parent: &span, error = %err, "request not audited; answering 503");
             audit_failed = true;
@@ -176,9 +207,8 @@ pub async fn request_context(
     }
     match outcome {
         Ok(Ok(res)) => {
-            let mut res = REQUEST_ID.sync_scope(request_id, || {
-                into_problem_if_error(res.map_into_boxed_body())
-            });
+            let mut res =
+                REQUEST.sync_scope(scope, || into_problem_if_error(res.map_into_boxed_body()));
             set_headers(res.headers_mut(), request_id);
             Ok(res)
         }

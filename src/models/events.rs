@@ -47,13 +47,16 @@ pub struct Event {
 
 /// Writes a batch of events in one transaction (the audit writer's group commit). Batch
 /// inserts need the concrete connection type: PostgreSQL gets multi-row inserts, SQLite one
-/// cached prepared insert per row inside the same transaction.
+/// cached prepared insert per row inside the same transaction. An event whose id is stored
+/// already (written inside its request's change, see [`insert_event_in_change`]) is skipped.
 pub fn insert_events(conn: &mut DbConnection, batch: &[NewEvent]) -> QueryResult<()> {
     match conn {
         DbConnection::Postgres(c) => c.transaction(|c| {
             for chunk in batch.chunks(1000) {
                 diesel::insert_into(events::table)
                     .values(chunk)
+                    .on_conflict(events::uuid)
+                    .do_nothing()
                     .execute(c)?;
             }
             Ok(())
@@ -62,13 +65,30 @@ pub fn insert_events(conn: &mut DbConnection, batch: &[NewEvent]) -> QueryResult
             let _writer = crate::db::sqlite_writer();
             c.immediate_transaction(|c| {
                 for event in batch {
-                    diesel::insert_into(events::table)
+                    diesel::insert_or_ignore_into(events::table)
                         .values(event)
                         .execute(c)?;
                 }
                 Ok(())
             })
         }
+    }
+}
+
+/// Writes one event inside the caller's transaction (a change and the event of the request
+/// that made it commit together), skipping it when its id is stored already.
+pub fn insert_event_in_change(conn: &mut DbConnection, event: &NewEvent) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgres(c) => diesel::insert_into(events::table)
+            .values(event)
+            .on_conflict(events::uuid)
+            .do_nothing()
+            .execute(c)
+            .map(drop),
+        DbConnection::Sqlite(c) => diesel::insert_or_ignore_into(events::table)
+            .values(event)
+            .execute(c)
+            .map(drop),
     }
 }
 

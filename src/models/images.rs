@@ -262,6 +262,14 @@ pub fn touch_image(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
     Ok(())
 }
 
+/// Which of `keys` some image row (deleted or not) stores its bytes under.
+pub fn referenced_keys(conn: &mut DbConnection, keys: &[String]) -> QueryResult<Vec<String>> {
+    images::table
+        .filter(images::object_key.eq_any(keys))
+        .select(images::object_key)
+        .load(conn)
+}
+
 /// An image whether or not it was deleted (history still answers for deleted images).
 pub fn find_any_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image> {
     images::table

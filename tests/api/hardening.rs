@@ -914,3 +914,112 @@ async fn names_compare_after_nfc_and_full_case_folding_on_both_backends() {
         assert!(res.problem(422)["errors"]["username"].is_array(), "{bad:?}");
     }
 }
+
+#[actix_web::test]
+async fn a_change_and_its_event_commit_together() {
+    let app = TestApp::spawn().await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let res = researcher
+        .post("/api/v1/test/change-then-look", &json!({}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(
+        res.body["event_status"], 200,
+        "the event was committed with the change, before the answer"
+    );
+    // Exactly one event for the request (the middleware did not write a second).
+    let events = events_by_request(&app).await;
+    assert_eq!(events[&request_id(&res)].1, 200);
+    let count = app
+        .state
+        .db
+        .run(|conn| Ok(events::table.count().get_result::<i64>(conn)?))
+        .await
+        .unwrap();
+    assert_eq!(count as usize, events.len());
+
+    // A change that rolls back leaves no event behind from inside it: the middleware writes
+    // the refusal's event.
+    let created = researcher
+        .post("/api/v1/labels", &json!({"name": "Twin"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let refused = researcher
+        .post("/api/v1/labels", &json!({"name": "twin"}))
+        .await;
+    refused.problem(409);
+    let events = events_by_request(&app).await;
+    assert_eq!(events[&request_id(&created)].1, 201);
+    assert_eq!(events[&request_id(&refused)].1, 409);
+}
+
+#[actix_web::test]
+async fn the_sweep_removes_only_old_unreferenced_storage() {
+    use object_store::{path::Path, ObjectStoreExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    let url = format!("file://{}", objects.display());
+    let app = TestApp::spawn_with(&[("STORAGE_URL", url.as_str())]).await;
+    let doctor = app.token_client(&[Role::Doctor]).await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let png = crate::fixtures::png(8, 8);
+    let kept = doctor.upload(&png, "a.png", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deleted = doctor.upload(&png, "b.png", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    researcher.get(&format!("/api/v1/images/{kept}/file")).await; // a de-identified copy
+    doctor.delete(&format!("/api/v1/images/{deleted}")).await;
+    let referenced = app.stored_objects().await;
+    assert_eq!(referenced.len(), 3, "{referenced:?}");
+
+    let store = app.state.storage.store();
+    let orphan = format!("images/{}", uuid::Uuid::now_v7());
+    for key in [
+        orphan.clone(),
+        format!("deidentified/{}/0123abcd", uuid::Uuid::now_v7()),
+        "health/probe-left-behind".to_owned(),
+    ] {
+        store
+            .put(&Path::from(key), vec![7u8; 1000].into())
+            .await
+            .unwrap();
+    }
+    let staging = objects.join(format!("{orphan}#1"));
+    std::fs::write(&staging, vec![1u8; 500]).unwrap();
+
+    // Young objects are never touched (an upload may still be writing them).
+    let grace = std::time::Duration::from_secs(3600);
+    let swept = medlabel::orphans::sweep(&app.state.db, &app.state.storage, grace)
+        .await
+        .unwrap();
+    assert_eq!(swept, medlabel::orphans::Swept::default());
+    assert!(staging.exists());
+
+    let swept =
+        medlabel::orphans::sweep(&app.state.db, &app.state.storage, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+    assert_eq!((swept.objects, swept.staging_files), (3, 1));
+    assert_eq!(swept.bytes, 3500);
+    assert!(!staging.exists());
+    let mut left = app.stored_objects().await;
+    left.sort();
+    let mut expected = referenced.clone();
+    expected.sort();
+    assert_eq!(
+        left, expected,
+        "referenced objects (a deleted image's too) stay"
+    );
+    // The kept images still serve.
+    assert_eq!(
+        doctor
+            .get(&format!("/api/v1/images/{kept}/file"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

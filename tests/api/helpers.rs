@@ -71,6 +71,45 @@ pub fn test_settings(
 
 /// Test-only routes mounted inside the real middleware stack.
 fn probes(cfg: &mut web::ServiceConfig) {
+    // Makes a change as a handler does, then, before answering, looks for the request's event
+    // from the database: it must be committed with the change.
+    cfg.route(
+        "/test/change-then-look",
+        web::post().to(
+            |state: web::Data<AppState>, caller: medlabel::auth::CurrentUser| async move {
+                use diesel::prelude::*;
+                use medlabel::db::schema::events;
+                use medlabel::history::{Action, Change, EntityType};
+                let change = Change::by(&caller).answering(200);
+                let request_id = change.request_id.clone();
+                let status = state
+                    .db
+                    .run(move |conn| {
+                        medlabel::db::write_transaction(conn, |conn| {
+                            let label = medlabel::models::labels::insert_label(
+                                conn, "probe", None, caller.id,
+                            )?;
+                            change.record(
+                                conn,
+                                EntityType::Label,
+                                &label.uuid,
+                                Action::Create,
+                                &serde_json::json!({"id": label.uuid}),
+                            )
+                        })?;
+                        Ok(events::table
+                            .filter(events::request_id.eq(&request_id))
+                            .select(events::status)
+                            .first::<i32>(conn)
+                            .optional()?)
+                    })
+                    .await?;
+                Ok::<_, medlabel::error::ApiError>(
+                    actix_web::HttpResponse::Ok().json(serde_json::json!({"event_status": status})),
+                )
+            },
+        ),
+    );
     cfg.route(
         "/test/panic",
         web::get().to(|| async {
