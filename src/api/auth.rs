@@ -69,6 +69,7 @@ pub struct CreateTokenRequest {
     pub name: String,
     #[validate(range(min = 1, max = 365, message = "must be between 1 and 365"))]
     #[schema(minimum = 1, maximum = 365)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     pub expires_in_days: Option<i64>,
 }
 

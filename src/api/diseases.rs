@@ -102,7 +102,7 @@ pub struct UpdateDiseaseRequest {
         length(min = 1, max = 200, message = "must be 1 to 200 characters"),
         custom(function = "super::valid_name")
     )]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, nullable = false)]
     #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -110,6 +110,7 @@ pub struct UpdateDiseaseRequest {
     #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub codes: Option<Vec<CodeRef>>,
 }
 

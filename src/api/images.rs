@@ -899,14 +899,17 @@ mod tests {
     }
 }
 
-/// The multipart form of an upload.
-#[derive(utoipa::ToSchema)]
+/// The multipart form of an upload. Other parts are refused (422), as unknown JSON fields
+/// are: `additionalProperties: false`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadImageForm {
     /// The image: PNG, JPEG or DICOM Part 10 (decided by content).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    /// At most 2000 characters.
+    /// At most 2000 characters (a form part is text, never null).
+    #[schema(nullable = false, max_length = 2000)]
     description: Option<String>,
 }
 

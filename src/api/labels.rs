@@ -96,7 +96,7 @@ pub struct UpdateLabelRequest {
         length(min = 1, max = 200, message = "must be 1 to 200 characters"),
         custom(function = "super::valid_name")
     )]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, nullable = false)]
     #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -104,6 +104,7 @@ pub struct UpdateLabelRequest {
     #[schema(value_type = Option<String>, nullable, max_length = 2000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub disease_ids: Option<Vec<String>>,
 }
 

@@ -110,8 +110,9 @@ pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
     pub roles: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub is_active: Option<bool>,
-    #[schema(min_length = 12, max_length = 256)]
+    #[schema(min_length = 12, max_length = 256, nullable = false)]
     #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
 }

@@ -126,3 +126,241 @@ async fn the_server_serves_the_document_and_swagger_ui() {
         "the UI's assets come from the binary"
     );
 }
+
+/// `(schema, property)` of every request-body property the committed document marks with
+/// `type` including `kind`.
+fn request_properties_of_type(kind: &str) -> std::collections::BTreeSet<(String, String)> {
+    let doc: Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut found = std::collections::BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            for media in op["requestBody"]["content"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                let name = media.1["schema"]["$ref"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let schema = &doc["components"]["schemas"][&name];
+                for (property, spec) in schema["properties"].as_object().into_iter().flatten() {
+                    let types = match &spec["type"] {
+                        Value::String(t) => vec![t.as_str()],
+                        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                        _ => vec![],
+                    };
+                    if types.contains(&kind) {
+                        found.insert((name.clone(), property.clone()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_request_body_refuses_unknown_members_in_the_document_too() {
+    let doc: Value = serde_json::from_str(COMMITTED).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (media, content) in op["requestBody"]["content"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                let name = content["schema"]["$ref"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap();
+                assert_eq!(
+                    doc["components"]["schemas"][name]["additionalProperties"],
+                    Value::Bool(false),
+                    "{method} {path} ({media}): the server refuses unknown members, so the schema says so"
+                );
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn every_field_the_document_calls_nullable_accepts_null() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[medlabel::auth::Role::Admin]).await;
+    let png = crate::fixtures::png(4, 4);
+    let image = admin.upload(&png, "x.png", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let label = admin
+        .post("/api/v1/labels", &serde_json::json!({"name": "L"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let disease = admin
+        .post("/api/v1/diseases", &serde_json::json!({"name": "D"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user = admin
+        .post(
+            "/api/v1/users",
+            &serde_json::json!({"username": "nullable", "password": "a perfectly fine passphrase", "roles": []}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let post = actix_web::http::Method::POST;
+    let patch = actix_web::http::Method::PATCH;
+    // (schema, property, method, path, the rest of a valid body)
+    let cases = [
+        (
+            "AssignLabelRequest",
+            "note",
+            post.clone(),
+            format!("/api/v1/images/{image}/labels"),
+            serde_json::json!({"label_id": label}),
+        ),
+        (
+            "CreateDiseaseRequest",
+            "description",
+            post.clone(),
+            "/api/v1/diseases".to_owned(),
+            serde_json::json!({"name": "D2"}),
+        ),
+        (
+            "CreateLabelRequest",
+            "description",
+            post.clone(),
+            "/api/v1/labels".to_owned(),
+            serde_json::json!({"name": "L2"}),
+        ),
+        (
+            "CreateTokenRequest",
+            "expires_in_days",
+            post.clone(),
+            "/api/v1/auth/tokens".to_owned(),
+            serde_json::json!({"name": "t"}),
+        ),
+        (
+            "CreateUserRequest",
+            "full_name",
+            post.clone(),
+            "/api/v1/users".to_owned(),
+            serde_json::json!({"username": "n1", "password": "a perfectly fine passphrase", "roles": []}),
+        ),
+        (
+            "CreateUserRequest",
+            "email",
+            post.clone(),
+            "/api/v1/users".to_owned(),
+            serde_json::json!({"username": "n2", "password": "a perfectly fine passphrase", "roles": []}),
+        ),
+        (
+            "UpdateDiseaseRequest",
+            "description",
+            patch.clone(),
+            format!("/api/v1/diseases/{disease}"),
+            serde_json::json!({}),
+        ),
+        (
+            "UpdateImageRequest",
+            "description",
+            patch.clone(),
+            format!("/api/v1/images/{image}"),
+            serde_json::json!({}),
+        ),
+        (
+            "UpdateLabelRequest",
+            "description",
+            patch.clone(),
+            format!("/api/v1/labels/{label}"),
+            serde_json::json!({}),
+        ),
+        (
+            "UpdateUserRequest",
+            "full_name",
+            patch.clone(),
+            format!("/api/v1/users/{user}"),
+            serde_json::json!({}),
+        ),
+        (
+            "UpdateUserRequest",
+            "email",
+            patch.clone(),
+            format!("/api/v1/users/{user}"),
+            serde_json::json!({}),
+        ),
+    ];
+    let covered: std::collections::BTreeSet<(String, String)> = cases
+        .iter()
+        .map(|(s, p, ..)| ((*s).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        request_properties_of_type("null"),
+        covered,
+        "every nullable request field has a case here (and nothing else is nullable)"
+    );
+    for (schema, property, method, path, mut body) in cases {
+        body[property] = Value::Null;
+        let res = admin.send(method, &path, Some(&body), &[]).await;
+        assert!(
+            res.status.is_success(),
+            "{schema}.{property} = null: {} {}",
+            res.status,
+            res.text
+        );
+    }
+}
+
+#[actix_web::test]
+async fn integers_are_taken_as_json_schema_counts_them() {
+    assert_eq!(
+        request_properties_of_type("integer"),
+        [(
+            "CreateTokenRequest".to_owned(),
+            "expires_in_days".to_owned()
+        )]
+        .into(),
+        "every integer request field has a case here"
+    );
+    let app = TestApp::spawn().await;
+    let client = app.token_client(&[medlabel::auth::Role::Doctor]).await;
+    let res = client
+        .post(
+            "/api/v1/auth/tokens",
+            &serde_json::json!({"name": "t", "expires_in_days": 177.0}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    for bad in [
+        serde_json::json!(177.5),
+        serde_json::json!(1e300),
+        serde_json::json!("30"),
+    ] {
+        let res = client
+            .post(
+                "/api/v1/auth/tokens",
+                &serde_json::json!({"name": "t", "expires_in_days": bad}),
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            res.text
+        );
+    }
+}
