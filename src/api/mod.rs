@@ -125,22 +125,12 @@ pub fn parse_id(raw: &str) -> Result<String, ApiError> {
 /// rounded `b`).
 pub fn parse_timestamp(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
     chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| ceil_to_microsecond(t.naive_utc()))
+        .map(|t| crate::db::ceil_to(t.naive_utc(), chrono::TimeDelta::microseconds(1)))
         .map_err(|_| {
             ApiError::BadRequest(format!(
                 "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"
             ))
         })
-}
-
-fn ceil_to_microsecond(at: NaiveDateTime) -> NaiveDateTime {
-    let floor =
-        chrono::DurationRound::duration_trunc(at, chrono::TimeDelta::microseconds(1)).unwrap_or(at);
-    if floor == at {
-        at
-    } else {
-        floor + chrono::TimeDelta::microseconds(1)
-    }
 }
 
 /// A UUID query parameter, in canonical form; unparseable -> 400 (a path id is 404 instead).

@@ -25,22 +25,6 @@ pub fn username_key(username: &str) -> String {
     crate::text::fold_key(&bounded)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_clients_count_per_64() {
-        let a = client_key("2001:db8:1:2::1".parse().unwrap());
-        let b = client_key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
-        assert_eq!(a, "2001:db8:1:2::/64");
-        assert_eq!(a, b);
-        assert_ne!(a, client_key("2001:db8:1:3::1".parse().unwrap()));
-        assert_eq!(client_key("::ffff:127.0.0.1".parse().unwrap()), "127.0.0.1");
-        assert_eq!(client_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
-    }
-}
-
 /// The form a client address is counted under: an IPv4 address as it is, an IPv6 address by
 /// its /64 network (RFC 4291: one subscriber usually holds a whole /64, so counting single
 /// addresses would let one client rotate through 2^64 of them).
@@ -105,4 +89,20 @@ pub fn reserve_attempt(
 
 pub fn record_success(conn: &mut DbConnection, username: &str) -> QueryResult<()> {
     login_failures::clear_username(conn, username)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let a = client_key("2001:db8:1:2::1".parse().unwrap());
+        let b = client_key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        assert_ne!(a, client_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(client_key("::ffff:127.0.0.1".parse().unwrap()), "127.0.0.1");
+        assert_eq!(client_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
 }

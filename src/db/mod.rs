@@ -378,6 +378,17 @@ pub fn is_lock_contention(err: &diesel::result::Error) -> bool {
     }
 }
 
+/// `at` rounded up to a whole multiple of `unit` (a microsecond, a millisecond): the smallest
+/// such instant not before `at`.
+pub fn ceil_to(at: chrono::NaiveDateTime, unit: chrono::TimeDelta) -> chrono::NaiveDateTime {
+    let floor = chrono::DurationRound::duration_trunc(at, unit).unwrap_or(at);
+    if floor == at {
+        at
+    } else {
+        floor + unit
+    }
+}
+
 /// The current time in UTC, truncated to milliseconds (the precision the API shows) so that both backends store and return
 /// exactly the same value.
 pub fn now() -> chrono::NaiveDateTime {

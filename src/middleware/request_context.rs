@@ -215,7 +215,9 @@ pub async fn request_context(
         // Inner layers answer their own errors as responses; what still arrives as an error
         // (a session-store failure, say) is answered here, with the request id.
         Ok(Err(err)) => {
-            tracing::error!(parent: &span, error = %err, "request failed in middleware");
+            if status.is_server_error() {
+                tracing::error!(parent: &span, error = %err, "request failed in middleware");
+            }
             Err(Unanswered { request_id, status }.into())
         }
         Err(panic) => {

@@ -110,18 +110,6 @@ pub fn v7_floor(at: NaiveDateTime) -> String {
     )
 }
 
-/// `at` rounded up to a whole millisecond (the precision of a UUID v7's time): an event made in
-/// the millisecond that `until` falls inside may still lie before `until`.
-fn ceil_to_millisecond(at: NaiveDateTime) -> NaiveDateTime {
-    let floor =
-        chrono::DurationRound::duration_trunc(at, chrono::TimeDelta::milliseconds(1)).unwrap_or(at);
-    if floor == at {
-        at
-    } else {
-        floor + chrono::TimeDelta::milliseconds(1)
-    }
-}
-
 /// What `GET /events` may be narrowed to.
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
@@ -167,7 +155,9 @@ pub fn list_events(
     }
     // An event's id is a UUID v7 made no later than the event's time, so time bounds are also
     // bounds on the id: the uuid index serves both the range and the order (0.1 ms instead of
-    // 350 ms for an hour's window in 10M events). Requests last less than a day.
+    // 350 ms for an hour's window in 10M events). Requests last less than a day. A v7 id has
+    // millisecond precision, so `until` bounds it rounded up to the millisecond (an event in
+    // the millisecond `until` falls inside may still lie before it).
     if let Some(since) = filter.since {
         query = query
             .filter(events::occurred_at.ge(since))
@@ -176,7 +166,10 @@ pub fn list_events(
     if let Some(until) = filter.until {
         query = query
             .filter(events::occurred_at.lt(until))
-            .filter(events::uuid.lt(v7_floor(ceil_to_millisecond(until))));
+            .filter(events::uuid.lt(v7_floor(crate::db::ceil_to(
+                until,
+                chrono::TimeDelta::milliseconds(1),
+            ))));
     }
     if let Some(before) = before {
         query = query.filter(events::uuid.lt(before.to_owned()));

@@ -120,7 +120,7 @@ async fn every_encoded_spelling_of_every_route_is_routed_audited_and_private() {
         for variant in variants(route) {
             let res = admin.get(&variant).await;
             assert_eq!(res.status, plain.status, "{variant} is routed as {route}");
-            assert_eq!(res.bytes.len() > 0, plain.bytes.len() > 0, "{variant}");
+            assert_eq!(res.bytes.is_empty(), plain.bytes.is_empty(), "{variant}");
             assert_eq!(
                 res.header("cache-control"),
                 Some("no-store"),
