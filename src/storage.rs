@@ -23,8 +23,10 @@ pub struct Storage {
     /// The folder of a `file://` store (where interrupted uploads leave staging files that the
     /// object listing does not show).
     local_root: Option<std::path::PathBuf>,
-    /// The last probe: when it ran and whether it passed (one probe at a time).
-    last_probe: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+    /// The last probe: when it ran and whether it passed.
+    last_probe: Arc<parking_lot::Mutex<Option<(std::time::Instant, bool)>>>,
+    /// Set while a probe runs: callers meanwhile get the last outcome instead of waiting.
+    probing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Storage {
@@ -64,6 +66,7 @@ impl Storage {
             store,
             local_root,
             last_probe: Arc::default(),
+            probing: Arc::default(),
         })
     }
 
@@ -91,14 +94,27 @@ impl Storage {
 
     /// Whether the store takes writes: a small object is written, read back and deleted (a
     /// store that answers reads but refuses writes is not healthy: uploads would fail). Runs
-    /// at most once per [`HEALTH_PROBE_INTERVAL`]; callers in between get the last outcome.
+    /// at most once per [`HEALTH_PROBE_INTERVAL`]; callers in between, and callers while a
+    /// probe runs, get the last outcome (healthy before the first probe has finished).
     pub async fn is_healthy(&self) -> bool {
-        let mut last = self.last_probe.lock().await;
-        if let Some((at, healthy)) = *last {
+        use std::sync::atomic::Ordering;
+        let last = *self.last_probe.lock();
+        if let Some((at, healthy)) = last {
             if at.elapsed() < HEALTH_PROBE_INTERVAL {
                 return healthy;
             }
         }
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return last.is_none_or(|(_, healthy)| healthy);
+        }
+        // Cleared even when this future is dropped mid-probe (the client went away).
+        struct Probing<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Probing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _probing = Probing(&self.probing);
         let healthy = match self.probe().await {
             Ok(()) => true,
             Err(err) => {
@@ -106,7 +122,7 @@ impl Storage {
                 false
             }
         };
-        *last = Some((std::time::Instant::now(), healthy));
+        *self.last_probe.lock() = Some((std::time::Instant::now(), healthy));
         healthy
     }
 
