@@ -18,8 +18,12 @@ pub fn nfc(text: &str) -> String {
         .into_owned()
 }
 
-/// The comparison key of a name: NFC, full case folding, NFC again.
+/// The comparison key of a name: NFC, full case folding, NFC again. ASCII text (NFC already,
+/// and folded by lower-casing) takes a fast path.
 pub fn fold_key(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     let folded = CaseMapperBorrowed::new()
         .fold_string(&nfc(text))
         .into_owned();

@@ -220,7 +220,9 @@ pub fn redact_headers(headers: &HeaderMap) -> String {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let name = name.as_str().to_ascii_lowercase();
-        let value = if SECRET_HEADERS.contains(&name.as_str()) || is_secret_name(&name) {
+        // Header names are ASCII tokens, lower-cased by the HTTP layer: no decoding or folding.
+        let secret_name = SECRET_WORDS.iter().any(|word| name.contains(word));
+        let value = if SECRET_HEADERS.contains(&name.as_str()) || secret_name {
             REDACTED.to_owned()
         } else if name == "referer" {
             redact_url(&String::from_utf8_lossy(value.as_bytes()))
