@@ -15,6 +15,7 @@ pub mod middleware;
 pub mod models;
 pub mod openapi;
 pub mod orphans;
+pub mod probe;
 pub mod startup;
 pub mod state;
 pub mod storage;

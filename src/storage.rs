@@ -12,21 +12,14 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
-/// How often the health probe really touches the store; answers in between reuse the last
-/// outcome, so load balancers polling `/health` cost at most one write and one delete per
-/// interval and instance.
-pub const HEALTH_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// The folder of a `file://` store (where interrupted uploads leave staging files that the
     /// object listing does not show).
     local_root: Option<std::path::PathBuf>,
-    /// The last probe: when it ran and whether it passed.
-    last_probe: Arc<parking_lot::Mutex<Option<(std::time::Instant, bool)>>>,
-    /// Set while a probe runs: callers meanwhile get the last outcome instead of waiting.
-    probing: Arc<std::sync::atomic::AtomicBool>,
+    /// The health probe's last outcome.
+    health: crate::probe::ProbeCache,
 }
 
 impl Storage {
@@ -65,8 +58,7 @@ impl Storage {
         Ok(Storage {
             store,
             local_root,
-            last_probe: Arc::default(),
-            probing: Arc::default(),
+            health: Default::default(),
         })
     }
 
@@ -92,42 +84,26 @@ impl Storage {
         ))
     }
 
-    /// Whether the store takes writes: a small object is written, read back and deleted (a
-    /// store that answers reads but refuses writes is not healthy: uploads would fail). Runs
-    /// at most once per [`HEALTH_PROBE_INTERVAL`]; callers in between, and callers while a
-    /// probe runs, get the last outcome (healthy before the first probe has finished).
+    /// Whether the store takes writes where uploads write (`images/`): a small object is
+    /// written, read back and deleted (a store that answers reads but refuses writes is not
+    /// healthy). Rate-limited by [`crate::probe::ProbeCache`].
     pub async fn is_healthy(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let last = *self.last_probe.lock();
-        if let Some((at, healthy)) = last {
-            if at.elapsed() < HEALTH_PROBE_INTERVAL {
-                return healthy;
-            }
-        }
-        if self.probing.swap(true, Ordering::AcqRel) {
-            return last.is_none_or(|(_, healthy)| healthy);
-        }
-        // Cleared even when this future is dropped mid-probe (the client went away).
-        struct Probing<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Probing<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _probing = Probing(&self.probing);
-        let healthy = match self.probe().await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(error = %err, "storage health probe failed");
-                false
-            }
-        };
-        *self.last_probe.lock() = Some((std::time::Instant::now(), healthy));
-        healthy
+        self.health
+            .check(|| async {
+                match self.probe().await {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "storage health probe failed");
+                        false
+                    }
+                }
+            })
+            .await
     }
 
     async fn probe(&self) -> object_store::Result<()> {
-        let key = Path::from(format!("health/probe-{}", uuid::Uuid::now_v7()));
+        // Under `images/`, where uploads write; the sweep removes one a crash leaves behind.
+        let key = Path::from(format!("images/health-probe-{}", uuid::Uuid::now_v7()));
         let body = actix_web::web::Bytes::from_static(b"medlabel health probe");
         self.store.put(&key, body.clone().into()).await?;
         let read = self.store.get(&key).await?.bytes().await;

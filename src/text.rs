@@ -4,12 +4,15 @@
 //!   case folding (Unicode `CaseFolding.txt`, statuses C and F), then NFC again (folding can
 //!   decompose), so `Ölçer`/`ÖLÇER` and a composed/decomposed `Ménière` have one key;
 //! - names are refused when blank, or when they hold characters that make two names look alike
-//!   or hide text: controls (including NUL), zero-width characters and bidirectional controls.
+//!   or hide text: controls (including NUL) and default-ignorable characters (zero-width
+//!   characters, bidirectional controls, Hangul fillers, variation selectors, tags).
 //!
 //! NFC and case folding come from ICU4X (`icu_normalizer`, `icu_casemap`).
 
 use icu_casemap::CaseMapperBorrowed;
 use icu_normalizer::ComposingNormalizerBorrowed;
+use icu_properties::props::DefaultIgnorableCodePoint;
+use icu_properties::CodePointSetData;
 
 /// `text` in Unicode Normalization Form C.
 pub fn nfc(text: &str) -> String {
@@ -30,19 +33,12 @@ pub fn fold_key(text: &str) -> String {
     nfc(&folded)
 }
 
-/// Zero-width and bidirectional formatting characters (Unicode `Cf` characters that change how
-/// text is shown without showing themselves), refused in names.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}'                  // soft hyphen
-        | '\u{061C}'                // Arabic letter mark
-        | '\u{180E}'                // Mongolian vowel separator
-        | '\u{200B}'..='\u{200F}'   // zero-width space/non-joiner/joiner, LRM, RLM
-        | '\u{202A}'..='\u{202E}'   // bidi embeddings and overrides
-        | '\u{2060}'..='\u{2064}'   // word joiner, invisible operators
-        | '\u{2066}'..='\u{2069}'   // bidi isolates
-        | '\u{FEFF}'                // zero-width no-break space (BOM)
-    )
+/// Characters that render as nothing (Unicode `Default_Ignorable_Code_Point`, UAX #44): zero-
+/// width spaces and joiners, bidirectional controls, the soft hyphen, variation selectors,
+/// tag characters, the Hangul fillers and their kin. Two names differing only by them look the
+/// same, and a name of them looks blank, so names refuse them.
+fn is_invisible(c: char) -> bool {
+    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
 }
 
 /// Why a name is refused, as a field error message; `None` when it is acceptable.
@@ -56,8 +52,10 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
     if name.chars().any(char::is_control) {
         return Some("must not contain control characters");
     }
-    if name.chars().any(is_invisible_format) {
-        return Some("must not contain zero-width or bidirectional control characters");
+    if name.chars().any(is_invisible) {
+        return Some(
+            "must not contain invisible characters (zero-width, bidirectional controls, fillers)",
+        );
     }
     None
 }

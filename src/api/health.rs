@@ -14,15 +14,8 @@ pub struct Health {
 
 #[utoipa::path(get, path = "/health", tag = "service", operation_id = "health", summary = "Liveness of the service, its database and storage", responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "A part is unavailable", body = Health)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let database_ok = state
-        .db
-        .run(|conn| {
-            use diesel::connection::SimpleConnection;
-            conn.batch_execute("SELECT 1").map_err(Into::into)
-        })
-        .await
-        .is_ok();
-    let storage_ok = state.storage.is_healthy().await;
+    let (database_ok, storage_ok) =
+        futures_util::join!(state.db.is_healthy(), state.storage.is_healthy());
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let body = Health {
         status: word(database_ok && storage_ok),

@@ -807,10 +807,18 @@ async fn download_image(
             .finish());
     }
 
+    // RFC 9110 section 13.1.5: with `If-Range`, the range is served only while the
+    // representation is the one the client names, by a strong ETag; a weak tag, a date (no
+    // Last-Modified is sent) or another tag gets the whole file.
+    let range_applies = req
+        .headers()
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == tag));
     let range_header = req
         .headers()
         .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| range_applies);
     let range = match range_request(range_header, size) {
         RangeRequest::Whole => None,
         RangeRequest::Part(first, last) => Some((first, last)),

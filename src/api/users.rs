@@ -121,6 +121,9 @@ pub struct UpdateUserRequest {
 /// judged in NFC (a letter typed as base + combining mark counts as the one letter).
 pub fn valid_username(username: &str) -> Result<(), ValidationError> {
     let username = crate::text::nfc(username);
+    if let Some(problem) = crate::text::name_problem(&username) {
+        return Err(ValidationError::new("username").with_message(problem.into()));
+    }
     let ok = (1..=150).contains(&username.chars().count())
         && username
             .chars()

@@ -49,11 +49,67 @@ pub fn is_audited(path: &str) -> bool {
 
 /// True when a name (of a query parameter or header), percent-decoded (`+` as space, as in
 /// `application/x-www-form-urlencoded`) and case-folded, contains a secret word.
+///
+/// Decoding repeats until nothing changes (at most four times), so a name encoded twice
+/// (`%2574oken`, as a proxy that re-encodes forwards it) is found too.
 pub fn is_secret_name(name: &str) -> bool {
-    let spaced = name.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy();
-    let folded = crate::text::fold_key(&decoded);
+    let mut name = name.replace('+', " ");
+    for _ in 0..4 {
+        let decoded = percent_encoding::percent_decode_str(&name)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == name {
+            break;
+        }
+        name = decoded;
+    }
+    let folded = crate::text::fold_key(&name);
     SECRET_WORDS.iter().any(|word| folded.contains(word))
+}
+
+/// `name=value` pairs as they appear in queries, URLs inside header values, `Forwarded`
+/// parameters and cookie-like headers.
+fn pair_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        regex::Regex::new(r"([^ \t\r\n?&;,=]+)=([^&;, \t\r\n#]*)").expect("a valid pattern")
+    })
+}
+
+/// The user information of a URL (`scheme://user:password@host`).
+fn userinfo_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@ \t\r\n]*@")
+            .expect("a valid pattern")
+    })
+}
+
+/// Text with the value of every `name=value` pair whose name is secret-like replaced, and the
+/// user information of every URL in it replaced: what a header value or a query may carry.
+pub fn redact_text(text: &str) -> String {
+    let mut out = std::borrow::Cow::Borrowed(text);
+    if out.contains('@') {
+        if let std::borrow::Cow::Owned(replaced) =
+            userinfo_pattern().replace_all(&out, format!("${{1}}{REDACTED}@"))
+        {
+            out = replaced.into();
+        }
+    }
+    if out.contains('=') {
+        if let std::borrow::Cow::Owned(replaced) =
+            pair_pattern().replace_all(&out, |caps: &regex::Captures<'_>| {
+                if is_secret_name(&caps[1]) {
+                    format!("{}={REDACTED}", &caps[1])
+                } else {
+                    caps[0].to_owned()
+                }
+            })
+        {
+            out = replaced.into();
+        }
+    }
+    truncate(&out)
 }
 
 /// What a login handler tells the audit log: who logged in (on success) and the username that
@@ -221,13 +277,16 @@ pub fn redact_headers(headers: &HeaderMap) -> String {
     for (name, value) in headers {
         let name = name.as_str().to_ascii_lowercase();
         // Header names are ASCII tokens, lower-cased by the HTTP layer: no decoding or folding.
-        let secret_name = SECRET_WORDS.iter().any(|word| name.contains(word));
+        let secret_name =
+            SECRET_WORDS.iter().any(|word| name.contains(word)) || name.contains("cookie");
         let value = if SECRET_HEADERS.contains(&name.as_str()) || secret_name {
             REDACTED.to_owned()
         } else if name == "referer" {
             redact_url(&String::from_utf8_lossy(value.as_bytes()))
         } else {
-            truncate(&String::from_utf8_lossy(value.as_bytes()))
+            // Any other value may hold a URL or parameters (`X-Original-URL`, `Origin`,
+            // `Forwarded`): secret-named parameters and URL credentials are redacted.
+            redact_text(&String::from_utf8_lossy(value.as_bytes()))
         };
         map.entry(name)
             .and_modify(|v| {
@@ -263,11 +322,7 @@ pub fn redact_query(query: &str) -> String {
 /// A URL (a `Referer`) with its query redacted as a request's own query is; the fragment is
 /// dropped (a fragment can carry an OAuth token).
 pub fn redact_url(url: &str) -> String {
-    let url = url.split('#').next().unwrap_or_default();
-    match url.split_once('?') {
-        Some((base, query)) => truncate(&format!("{base}?{}", redact_query(query))),
-        None => truncate(url),
-    }
+    redact_text(url.split('#').next().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -322,6 +377,8 @@ mod tests {
             "%C5%BFecret",
             "Authorization",
             "oauth",
+            "%2574oken",
+            "%252574oken",
         ] {
             let q = redact_query(&format!("a=1&{name}=live-value&{name}=again"));
             assert!(
@@ -333,6 +390,33 @@ mod tests {
         for name in ["limit", "q", "cursor", "since", "label_id", "%71"] {
             assert_eq!(redact_query(&format!("{name}=x")), format!("{name}=x"));
         }
+    }
+
+    #[test]
+    fn urls_and_parameters_in_any_header_are_redacted() {
+        for (name, value) in [
+            ("referer", "http://user:R4pass@host.example/x"),
+            ("x-original-url", "/api/v1/labels?token=live1"),
+            ("x-rewrite-url", "/x?a=1&pass%77ord=live2"),
+            ("origin", "https://app.example/?token=live3"),
+            ("forwarded", "for=10.0.0.1;token=live4"),
+            ("cookie2", "sid=live5"),
+            ("referer", "https://a.example/?%2574oken=live6"),
+            ("x-note", "see ftp://anon:live7@files.example/"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+            let json = redact_headers(&headers);
+            assert!(
+                !json.contains("live") && !json.contains("R4pass"),
+                "{name}: {json}"
+            );
+        }
+        assert_eq!(redact_text("limit=5, q=x"), "limit=5, q=x");
+        assert_eq!(redact_text("curl/8.5 (x86_64)"), "curl/8.5 (x86_64)");
     }
 
     #[test]

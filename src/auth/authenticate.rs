@@ -160,9 +160,10 @@ fn request_origin(req: &ServiceRequest) -> Option<String> {
         .is_some_and(|c| c.via_trusted_proxy);
     let (mut host, mut proto) = (None, None);
     if via_proxy {
-        // The first element of `Forwarded` is what the outermost proxy saw.
-        if let Some(first) = text("forwarded").and_then(|f| f.split(',').next()) {
-            for pair in first.split(';') {
+        // The last element (value) is the one the proxy talking to us wrote; anything left of
+        // it may come from the client.
+        if let Some(last) = text("forwarded").and_then(|f| f.rsplit(',').next()) {
+            for pair in last.split(';') {
                 if let Some((name, value)) = pair.trim().split_once('=') {
                     let value = value.trim().trim_matches('"').to_owned();
                     match name.trim().to_ascii_lowercase().as_str() {
@@ -173,9 +174,9 @@ fn request_origin(req: &ServiceRequest) -> Option<String> {
                 }
             }
         }
-        let first = |v: &str| v.split(',').next().unwrap_or_default().trim().to_owned();
-        host = host.or_else(|| text("x-forwarded-host").map(first));
-        proto = proto.or_else(|| text("x-forwarded-proto").map(first));
+        let last = |v: &str| v.rsplit(',').next().unwrap_or_default().trim().to_owned();
+        host = host.or_else(|| text("x-forwarded-host").map(last));
+        proto = proto.or_else(|| text("x-forwarded-proto").map(last));
     }
     let host = host
         .or_else(|| text("host").map(str::to_owned))

@@ -118,6 +118,8 @@ pub struct Db {
     /// fairly in async land instead of piling up blocking threads on the pool's condvar, where
     /// wake-ups are unordered and some requests starve.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The health probe's last outcome.
+    health: crate::probe::ProbeCache,
 }
 
 impl Db {
@@ -156,6 +158,7 @@ impl Db {
             pool,
             backend,
             permits,
+            health: Default::default(),
         })
     }
 
@@ -194,6 +197,34 @@ impl Db {
         })
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("blocking task failed: {e}")))?
+    }
+
+    /// Whether the database takes writes now: on SQLite the write lock is taken and released
+    /// (`BEGIN IMMEDIATE; ROLLBACK`, waiting at most the busy timeout for another process);
+    /// on PostgreSQL, whose writers lock rows rather than the database, a query answers.
+    /// Rate-limited by [`crate::probe::ProbeCache`].
+    pub async fn is_healthy(&self) -> bool {
+        let db = self.clone();
+        self.health
+            .check(|| async move {
+                let probed = db
+                    .run(|conn| {
+                        match conn {
+                            DbConnection::Postgres(pg) => pg.batch_execute("SELECT 1")?,
+                            DbConnection::Sqlite(sqlite) => {
+                                let _writer = sqlite_writer();
+                                sqlite.batch_execute("BEGIN IMMEDIATE; ROLLBACK")?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(err) = &probed {
+                    tracing::warn!(error = %err, "database health probe failed");
+                }
+                probed.is_ok()
+            })
+            .await
     }
 
     /// Applies pending migrations; returns the versions applied.

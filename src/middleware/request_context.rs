@@ -93,11 +93,20 @@ pub async fn request_context(
         .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let via_trusted_proxy = trusted.iter().any(|net| net.contains(&peer));
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client_ip = client_ip(peer, forwarded, &trusted);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    // RFC 7239 `Forwarded` when the proxy sends it, else `X-Forwarded-For`.
+    let hops = match header("forwarded") {
+        Some(forwarded) => forwarded_for_hops(forwarded),
+        None => header("x-forwarded-for")
+            .map(|chain| {
+                chain
+                    .split(',')
+                    .map(|hop| hop.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let client_ip = client_ip(peer, &hops, &trusted);
     let context = RequestContext {
         request_id,
         client_ip,
@@ -312,24 +321,49 @@ fn generic_problem(status: StatusCode) -> (&'static str, String) {
 /// left of what the proxies appended, so they are never reached while the chain is trusted).
 /// IPv4-mapped IPv6 addresses (RFC 4291 section 2.5.5.2, as a dual-stack `[::]` listener
 /// reports IPv4 peers) are unmapped before matching and in the result.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+///
+/// `hops` are the forwarded addresses, client first (as `X-Forwarded-For` lists them, or the
+/// `for=` of each `Forwarded` element); `None` for a hop that is not an address (`unknown`, an
+/// obfuscated `_name`, junk), where the walk stops.
+pub fn client_ip(peer: IpAddr, hops: &[Option<IpAddr>], trusted: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let Some(chain) = forwarded_for else {
-        return peer;
-    };
     let mut last = peer;
-    for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-            Ok(ip) if is_trusted(&ip) => last = ip,
-            Ok(ip) => return ip,
-            Err(_) => return last,
+    for hop in hops.iter().rev() {
+        match hop.map(|ip| ip.to_canonical()) {
+            Some(ip) if is_trusted(&ip) => last = ip,
+            Some(ip) => return ip,
+            None => return last,
         }
     }
     last
+}
+
+/// The `for=` address of each element of an RFC 7239 `Forwarded` header, in order:
+/// `for=192.0.2.60`, `for="192.0.2.60:8080"`, `for="[2001:db8::17]:4711"`; `None` where an
+/// element has no address (`unknown`, `_hidden`, no `for`).
+pub fn forwarded_for_hops(forwarded: &str) -> Vec<Option<IpAddr>> {
+    forwarded
+        .split(',')
+        .map(|element| {
+            let value = element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| value.trim().trim_matches('"'))
+            })?;
+            if let Some(bracketed) = value.strip_prefix('[') {
+                return bracketed.split(']').next()?.parse().ok();
+            }
+            value
+                .parse()
+                .ok()
+                .or_else(|| value.rsplit_once(':')?.0.parse().ok())
+        })
+        .collect()
 }
 
 /// Gives an error response that has no JSON body (actix's own 404, 405, ...) a problem body,
@@ -396,12 +430,16 @@ mod tests {
         list.iter().map(|n| n.parse().unwrap()).collect()
     }
 
+    fn xff(chain: &str) -> Vec<Option<IpAddr>> {
+        chain.split(',').map(|h| h.trim().parse().ok()).collect()
+    }
+
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_forwards() {
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(client_ip(peer, Some("1.2.3.4"), &[]), peer);
+        assert_eq!(client_ip(peer, &xff("1.2.3.4"), &[]), peer);
         assert_eq!(
-            client_ip(peer, Some("1.2.3.4"), &nets(&["10.0.0.0/8"])),
+            client_ip(peer, &xff("1.2.3.4"), &nets(&["10.0.0.0/8"])),
             peer
         );
     }
@@ -411,11 +449,37 @@ mod tests {
         let proxy: IpAddr = "10.0.0.2".parse().unwrap();
         let trusted = nets(&["10.0.0.0/8"]);
         assert_eq!(
-            client_ip(proxy, Some("6.6.6.6, 198.51.100.7, 10.0.0.1"), &trusted).to_string(),
+            client_ip(proxy, &xff("6.6.6.6, 198.51.100.7, 10.0.0.1"), &trusted).to_string(),
             "198.51.100.7"
         );
-        assert_eq!(client_ip(proxy, None, &trusted), proxy);
-        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, &[], &trusted), proxy);
+        assert_eq!(client_ip(proxy, &xff("garbage"), &trusted), proxy);
+    }
+
+    #[test]
+    fn forwarded_elements_name_their_clients() {
+        let hops = forwarded_for_hops(
+            "for=192.0.2.60;proto=https, For=\"198.51.100.7:8080\", for=\"[2001:db8::17]:4711\", for=unknown, by=1.2.3.4",
+        );
+        let shown: Vec<String> = hops
+            .iter()
+            .map(|h| h.map(|ip| ip.to_string()).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            shown,
+            ["192.0.2.60", "198.51.100.7", "2001:db8::17", "", ""]
+        );
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(
+                proxy,
+                &forwarded_for_hops("for=6.6.6.6, for=\"198.51.100.7\""),
+                &trusted
+            )
+            .to_string(),
+            "198.51.100.7"
+        );
     }
 
     #[test]
@@ -423,11 +487,11 @@ mod tests {
         let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
         let trusted = nets(&["10.0.0.0/8"]);
         assert_eq!(
-            client_ip(mapped, Some("::ffff:198.51.100.7"), &trusted).to_string(),
+            client_ip(mapped, &xff("::ffff:198.51.100.7"), &trusted).to_string(),
             "198.51.100.7"
         );
         assert_eq!(
-            client_ip("::ffff:203.0.113.9".parse().unwrap(), None, &[]).to_string(),
+            client_ip("::ffff:203.0.113.9".parse().unwrap(), &[], &[]).to_string(),
             "203.0.113.9"
         );
     }

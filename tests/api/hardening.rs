@@ -262,6 +262,7 @@ async fn secrets_are_redacted_however_their_names_are_spelled() {
         "aws_credential",
         "%C5%BFecret",
         "my+auth",
+        "%2574oken",
     ] {
         let res = researcher
             .get(&format!(
@@ -277,6 +278,10 @@ async fn secrets_are_redacted_however_their_names_are_spelled() {
         ("x-csrf-token", "canary-h4"),
         ("authentication", "canary-h5"),
         ("x-session-id", "canary-h6"),
+        ("x-original-url", "/api/v1/labels?token=canary-h9"),
+        ("cookie2", "sid=canary-h10"),
+        ("referer", "http://user:canary-h12@x.example/"),
+        ("forwarded", "for=10.0.0.1;token=canary-h11"),
         (
             "referer",
             "https://app.example/list?page=2&access_token=canary-h7&pass%77ord=canary-h8",
@@ -1022,4 +1027,102 @@ async fn the_sweep_removes_only_old_unreferenced_storage() {
             .status,
         StatusCode::OK
     );
+}
+
+#[actix_web::test]
+async fn if_range_serves_the_range_only_for_the_current_strong_etag() {
+    let app = TestApp::spawn().await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let png = crate::fixtures::png(40, 30);
+    let image = admin.upload(&png, "x.png", None).await;
+    let path = format!("/api/v1/images/{}/file", image.body["id"].as_str().unwrap());
+    let etag = admin.get(&path).await.header("etag").unwrap().to_owned();
+    let weak = format!("W/{etag}");
+    let res = admin
+        .send(
+            Method::GET,
+            &path,
+            None,
+            &[("range", "bytes=0-1"), ("if-range", etag.as_str())],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::PARTIAL_CONTENT);
+    for validator in [
+        "\"nope\"",
+        weak.as_str(),
+        "Sat, 01 Jan 2000 00:00:00 GMT",
+        "garbage",
+    ] {
+        let res = admin
+            .send(
+                Method::GET,
+                &path,
+                None,
+                &[("range", "bytes=0-1"), ("if-range", validator)],
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "If-Range {validator}");
+        assert_eq!(&res.bytes[..], &png[..]);
+    }
+}
+
+#[actix_web::test]
+async fn a_trusted_proxys_forwarded_header_names_the_client() {
+    let app = TestApp::spawn_with(&[("MEDLABEL_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let anon = app.anonymous();
+    let mut sent = Vec::new();
+    for (value, expected) in [
+        ("for=10.0.0.6", "10.0.0.6"),
+        ("for=\"10.0.0.6:123\"", "10.0.0.6"),
+        ("For=\"[2001:db8::5]\";proto=https", "2001:db8::5"),
+        ("for=6.6.6.6, for=198.51.100.7", "198.51.100.7"),
+        ("for=unknown", "127.0.0.1"),
+    ] {
+        let res = anon
+            .send(
+                Method::GET,
+                "/api/v1/auth/me",
+                None,
+                &[("forwarded", value)],
+            )
+            .await;
+        sent.push((request_id(&res), expected));
+    }
+    let ips = client_ips(&app).await;
+    for (id, expected) in sent {
+        assert_eq!(ips[&id], expected);
+    }
+    // Clients behind the proxy are throttled apart.
+    let mut answers = Vec::new();
+    for i in 0..100 {
+        let res = anon
+            .send(
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(&json!({"username": format!("nobody{i}"), "password": "wrong wrong wrong"})),
+                &[("forwarded", "for=10.1.1.1")],
+            )
+            .await;
+        answers.push(res.status);
+    }
+    assert!(answers.iter().all(|s| *s == StatusCode::UNAUTHORIZED));
+    let username = app.create_user(&[Role::Doctor]).await;
+    let res = anon
+        .send(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(&json!({"username": username, "password": PASSWORD})),
+            &[("forwarded", "for=10.2.2.2")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let res = anon
+        .send(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(&json!({"username": username, "password": PASSWORD})),
+            &[("forwarded", "for=10.1.1.1")],
+        )
+        .await;
+    res.problem(429);
 }

@@ -63,11 +63,11 @@ async fn health_is_503_naming_storage_when_it_refuses_writes() {
     let client = crate::helpers::TestClient::new(&address);
     assert_eq!(client.get("/health").await.status, StatusCode::OK);
 
-    // Reads still work, but nothing can be written where the probe writes (root ignores
-    // permission bits, so a file stands where the probe's folder must be).
-    std::thread::sleep(medlabel::storage::HEALTH_PROBE_INTERVAL);
-    std::fs::remove_dir_all(objects.join("health")).ok();
-    std::fs::write(objects.join("health"), b"not a folder").unwrap();
+    // Reads still work, but nothing can be written where uploads write (root ignores
+    // permission bits, so a file stands where the `images` folder must be).
+    std::thread::sleep(medlabel::probe::PROBE_INTERVAL);
+    std::fs::remove_dir_all(objects.join("images")).ok();
+    std::fs::write(objects.join("images"), b"not a folder").unwrap();
     let res = client.get("/health").await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -75,8 +75,8 @@ async fn health_is_503_naming_storage_when_it_refuses_writes() {
         json!({"status": "unavailable", "database": "ok", "storage": "unavailable"})
     );
 
-    std::fs::remove_file(objects.join("health")).unwrap();
-    std::thread::sleep(medlabel::storage::HEALTH_PROBE_INTERVAL);
+    std::fs::remove_file(objects.join("images")).unwrap();
+    std::thread::sleep(medlabel::probe::PROBE_INTERVAL);
     assert_eq!(client.get("/health").await.status, StatusCode::OK);
     let left: Vec<_> = std::fs::read_dir(&objects)
         .unwrap()
@@ -120,7 +120,14 @@ async fn a_database_locked_by_another_process_is_503_with_retry_after() {
             .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
         "{statuses:?}"
     );
+    // /health says so too (its probe takes the write lock), and recovers.
+    std::thread::sleep(medlabel::probe::PROBE_INTERVAL);
+    let health = app.anonymous().get("/health").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.body["database"], "unavailable");
     diesel::connection::SimpleConnection::batch_execute(&mut other, "ROLLBACK").unwrap();
+    std::thread::sleep(medlabel::probe::PROBE_INTERVAL);
+    assert_eq!(app.anonymous().get("/health").await.status, StatusCode::OK);
     let res = researcher
         .post("/api/v1/labels", &json!({"name": "after the lock"}))
         .await;

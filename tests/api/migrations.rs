@@ -100,6 +100,22 @@ fn history_is_append_only_in_the_database_itself() {
         conn.batch_execute("DELETE FROM history").is_err(),
         "DELETE refused"
     );
+    if matches!(*conn, medlabel::db::DbConnection::Sqlite(_)) {
+        assert!(
+            conn.batch_execute(
+                "INSERT OR REPLACE INTO history (id, uuid, entity_type, entity_id, action, schema_version, snapshot, changed_by, changed_at, request_id) \
+                 SELECT id, uuid, entity_type, entity_id, action, schema_version, '{\"forged\":true}', changed_by, changed_at, request_id FROM history"
+            )
+            .is_err(),
+            "REPLACE refused"
+        );
+        assert!(conn
+            .batch_execute(
+                "REPLACE INTO history (uuid, entity_type, entity_id, action, schema_version, snapshot, changed_by, changed_at, request_id) \
+                 SELECT 'h1', 'label', 'l1', 'create', 1, '{\"forged\":true}', id, '2026-01-01 00:00:00', 'r1' FROM users"
+            )
+            .is_err());
+    }
 }
 
 #[test]
@@ -127,8 +143,31 @@ fn events_are_append_only_in_the_database_itself() {
             "{statement} refused"
         );
     }
-    if matches!(*conn, medlabel::db::DbConnection::Postgres(_)) {
-        assert!(conn.batch_execute("TRUNCATE events").is_err());
+    match *conn {
+        medlabel::db::DbConnection::Postgres(_) => {
+            assert!(conn.batch_execute("TRUNCATE events").is_err());
+            assert!(conn
+                .batch_execute(
+                    "INSERT INTO events (uuid, request_id, occurred_at, auth, method, path, query, \
+                     status, duration_ms, client_ip, headers) VALUES ('e1', 'r9', \
+                     '2026-01-01 00:00:00', 'none', 'FORGED', '/x', '', 299, 1, '::1', '{}') \
+                     ON CONFLICT (uuid) DO UPDATE SET status = 299"
+                )
+                .is_err());
+        }
+        medlabel::db::DbConnection::Sqlite(_) => {
+            // REPLACE deletes without DELETE triggers: the row must stay as written anyway.
+            for statement in [
+                "INSERT OR REPLACE INTO events (id, uuid, request_id, occurred_at, auth, method, \
+                 path, query, status, duration_ms, client_ip, headers) SELECT id, 'e1', 'r9', \
+                 '2026-01-01 00:00:00', 'none', 'FORGED', '/x', '', 299, 1, '::1', '{}' FROM events",
+                "REPLACE INTO events (uuid, request_id, occurred_at, auth, method, path, query, \
+                 status, duration_ms, client_ip, headers) VALUES ('e1', 'r9', \
+                 '2026-01-01 00:00:00', 'none', 'FORGED', '/x', '', 299, 1, '::1', '{}')",
+            ] {
+                let _ = conn.batch_execute(statement);
+            }
+        }
     }
     let (status, path): (i32, String) = diesel::sql_query("SELECT status, path FROM events")
         .get_result::<StatusPath>(&mut *conn)
