@@ -4,8 +4,8 @@
 //! Canonicalisation (RFC 3986 section 6.2.2, syntax-based normalisation):
 //! 1. the path is split at its literal `/`;
 //! 2. each segment is percent-decoded completely (section 2.1; upper or lower case hex); the
-//!    decoded bytes must be UTF-8 without NUL, or the path is refused ([`BadPath`], answered
-//!    400);
+//!    decoded bytes must be UTF-8 without NUL, or the path is refused ([`BadPath`]: it names
+//!    nothing, 404);
 //! 3. empty segments (`//`) are dropped and dot segments (`.`, `..`, however encoded) are
 //!    removed as section 5.2.4 says (`..` never climbs above the root);
 //! 4. each segment is percent-encoded again where a path may not hold the character literally

@@ -75,8 +75,14 @@ pub async fn request_context(
     // A query holding NUL is refused here, once for every route (PostgreSQL cannot store NUL).
     let canonical = canonical_path(req.path())
         .ok()
-        .filter(|_| !query_has_nul(req.query_string()))
         .filter(|canonical| canonical == req.path() || rewrite_path(&mut req, canonical).is_some());
+    // A path that is not UTF-8 or holds NUL names nothing (404, as a path id that is not a
+    // UUID does); a query holding NUL cannot be parsed (400).
+    let refusal = match &canonical {
+        None => Some(StatusCode::NOT_FOUND),
+        Some(_) if query_has_nul(req.query_string()) => Some(StatusCode::BAD_REQUEST),
+        Some(_) => None,
+    };
     let client_id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -140,11 +146,11 @@ pub async fn request_context(
     // Part of an inner service runs synchronously inside `call` (routing), part in its future:
     // a panic in either becomes a 500 problem.
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        canonical.is_some().then(|| next.call(req))
+        refusal.is_none().then(|| next.call(req))
     })) {
         Ok(None) => Ok(Err(Unanswered {
             request_id,
-            status: StatusCode::BAD_REQUEST,
+            status: refusal.unwrap_or(StatusCode::BAD_REQUEST),
         }
         .into())),
         Ok(Some(future)) => {
@@ -295,7 +301,7 @@ fn generic_problem(status: StatusCode) -> (&'static str, String) {
         StatusCode::NOT_FOUND => ("not-found", "no such resource".to_owned()),
         StatusCode::BAD_REQUEST => (
             "bad-request",
-            "the request path or query is not valid percent-encoded UTF-8 without NUL".to_owned(),
+            "the query must not contain NUL (U+0000) characters".to_owned(),
         ),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method-not-allowed",
