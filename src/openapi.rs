@@ -170,6 +170,12 @@ impl Modify for ProblemResponses {
                     statuses.push(("401", "Wrong username or password"));
                     statuses.push(("429", "Too many failed logins; see Retry-After"));
                 }
+                if path == "/api/v1/auth/password" {
+                    statuses.push((
+                        "429",
+                        "Too many wrong current passwords (counted with failed logins); see Retry-After",
+                    ));
+                }
                 for (status, description) in statuses {
                     if path == "/health" && status == "503" {
                         continue;
