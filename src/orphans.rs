@@ -74,6 +74,14 @@ pub async fn sweep(db: &Db, storage: &Storage, grace: Duration) -> anyhow::Resul
         if keep {
             continue;
         }
+        // On a `file://` store the listing follows symbolic links; what lies behind one is
+        // not ours to remove (it may be outside the storage folder).
+        if let Some(root) = storage.local_root() {
+            if through_symlink(root, &meta.location) {
+                tracing::warn!(key = %meta.location, "not sweeping a path through a symbolic link");
+                continue;
+            }
+        }
         match store.delete(&meta.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 swept.objects += 1;
@@ -116,6 +124,19 @@ fn original_key(location: &Path) -> Option<String> {
     }
 }
 
+/// True when some component of `location` below `root` is a symbolic link (or cannot be read).
+fn through_symlink(root: &std::path::Path, location: &Path) -> bool {
+    let mut path = root.to_path_buf();
+    for part in location.parts() {
+        path.push(part.as_ref());
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if !meta.file_type().is_symlink() => {}
+            _ => return true,
+        }
+    }
+    false
+}
+
 /// Staging files of interrupted multipart uploads (`<name>#<digits>`) older than `grace`,
 /// anywhere under `root`; returns how many were removed and their bytes.
 fn remove_staging_files(root: &std::path::Path, grace: Duration) -> (usize, u64) {
@@ -126,6 +147,7 @@ fn remove_staging_files(root: &std::path::Path, grace: Duration) -> (usize, u64)
             continue;
         };
         for entry in entries.flatten() {
+            // `DirEntry::metadata` does not follow symbolic links: a linked folder is not entered.
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {
                 folders.push(entry.path());

@@ -123,9 +123,23 @@ pub fn parse_id(raw: &str) -> Result<String, ApiError> {
 /// instant both backends store (stored times are whole milliseconds), which changes no
 /// comparison (`t >= b` and `t < b` hold for a stored `t` exactly when they hold for the
 /// rounded `b`).
+///
+/// Digits beyond the nanosecond, which chrono drops, still count: a bound with a non-zero
+/// digit there lies after the nanosecond it names, and is rounded up past it.
 pub fn parse_timestamp(raw: &str, field: &str) -> Result<NaiveDateTime, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| crate::db::ceil_to(t.naive_utc(), chrono::TimeDelta::microseconds(1)))
+    let raw = raw.trim();
+    let beyond_nanoseconds = raw
+        .split_once('.')
+        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).skip(9))
+        .is_some_and(|mut extra| extra.any(|d| d != '0'));
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| {
+            let mut at = t.naive_utc();
+            if beyond_nanoseconds {
+                at += chrono::TimeDelta::nanoseconds(1);
+            }
+            crate::db::ceil_to(at, chrono::TimeDelta::microseconds(1))
+        })
         .map_err(|_| {
             ApiError::BadRequest(format!(
                 "{field} must be an RFC 3339 timestamp like 2026-11-21T09:30:00Z"

@@ -145,15 +145,23 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
 }
 
 fn write_batch(db: &Db, rows: &[NewEvent]) -> bool {
-    // A short retry rides out a busy database; a database that stays down fails the batch.
+    // A short retry rides out a dropped connection; a lock held elsewhere was already waited
+    // for (the busy timeout) and is not waited for twice; a database that stays down fails the
+    // batch.
     for attempt in 0..2 {
-        let result = db
-            .get_within(Duration::from_secs(1))
-            .and_then(|mut conn| events::insert_events(&mut conn, rows).map_err(Into::into));
+        let result = db.get_within(Duration::from_secs(1)).and_then(|mut conn| {
+            events::insert_events(&mut conn, rows).map_err(|err| {
+                let busy = crate::db::is_lock_contention(&err);
+                anyhow::Error::from(err).context(if busy { "busy" } else { "insert" })
+            })
+        });
         match result {
             Ok(()) => return true,
             Err(err) => {
                 tracing::error!(error = %err, attempt, events = rows.len(), "writing audit events failed");
+                if err.to_string() == "busy" {
+                    return false;
+                }
                 std::thread::sleep(Duration::from_millis(50 << attempt));
             }
         }

@@ -53,18 +53,26 @@ pub fn is_audited(path: &str) -> bool {
 /// Decoding repeats until nothing changes (at most four times), so a name encoded twice
 /// (`%2574oken`, as a proxy that re-encodes forwards it) is found too.
 pub fn is_secret_name(name: &str) -> bool {
-    let mut name = name.replace('+', " ");
+    let folded = crate::text::fold_key(&fully_decoded(name));
+    SECRET_WORDS.iter().any(|word| folded.contains(word))
+}
+
+/// Query text percent-decoded (`+` as space) until nothing changes, at most four times.
+fn fully_decoded(text: &str) -> String {
+    let mut text = text.replace('+', " ");
     for _ in 0..4 {
-        let decoded = percent_encoding::percent_decode_str(&name)
-            .decode_utf8_lossy()
-            .into_owned();
-        if decoded == name {
+        if !text.contains('%') {
             break;
         }
-        name = decoded;
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == text {
+            break;
+        }
+        text = decoded;
     }
-    let folded = crate::text::fold_key(&name);
-    SECRET_WORDS.iter().any(|word| folded.contains(word))
+    text
 }
 
 /// `name=value` pairs as they appear in queries, URLs inside header values, `Forwarded`
@@ -72,7 +80,8 @@ pub fn is_secret_name(name: &str) -> bool {
 fn pair_pattern() -> &'static regex::Regex {
     static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     PATTERN.get_or_init(|| {
-        regex::Regex::new(r"([^ \t\r\n?&;,=]+)=([^&;, \t\r\n#]*)").expect("a valid pattern")
+        regex::Regex::new(r"([^ \t\r\n?&;,=]+)[ \t]*=[ \t]*([^&;, \t\r\n#]*)")
+            .expect("a valid pattern")
     })
 }
 
@@ -143,8 +152,7 @@ impl RequestFacts {
             query: redact_query(query),
             user_agent: headers
                 .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(truncate),
+                .map(|v| redact_text(&String::from_utf8_lossy(v.as_bytes()))),
             headers: redact_headers(headers),
         }
     }
@@ -308,8 +316,8 @@ pub fn redact_query(query: &str) -> String {
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| {
-            let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
-            if is_secret_name(name) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if is_secret_name(name) || userinfo_pattern().is_match(&fully_decoded(value)) {
                 format!("{name}={REDACTED}")
             } else {
                 pair.to_owned()
@@ -416,6 +424,16 @@ mod tests {
             );
         }
         assert_eq!(redact_text("limit=5, q=x"), "limit=5, q=x");
+        assert!(!redact_text("token = live8").contains("live"));
+        assert!(!redact_text("pwd\t=live9").contains("live"));
+        for q in [
+            "url=https://u:live10@h",
+            "url=https%3A%2F%2Fu%3Alive11%40h",
+            "next=https%253A%252F%252Fu%253Alive12%2540h",
+        ] {
+            assert!(!redact_query(q).contains("live"), "{q}");
+        }
+        assert_eq!(redact_query("url=https://h/x"), "url=https://h/x");
         assert_eq!(redact_text("curl/8.5 (x86_64)"), "curl/8.5 (x86_64)");
     }
 

@@ -153,7 +153,7 @@ fn is_unsafe(method: &Method) -> bool {
 /// (this server does not terminate TLS).
 fn request_origin(req: &ServiceRequest) -> Option<String> {
     let headers = req.headers();
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let text = |name: &str| crate::middleware::request_context::joined_header(headers, name);
     let via_proxy = req
         .extensions()
         .get::<RequestContext>()
@@ -162,7 +162,8 @@ fn request_origin(req: &ServiceRequest) -> Option<String> {
     if via_proxy {
         // The last element (value) is the one the proxy talking to us wrote; anything left of
         // it may come from the client.
-        if let Some(last) = text("forwarded").and_then(|f| f.rsplit(',').next()) {
+        let forwarded = text("forwarded").unwrap_or_default();
+        if let Some(last) = forwarded.rsplit(',').next() {
             for pair in last.split(';') {
                 if let Some((name, value)) = pair.trim().split_once('=') {
                     let value = value.trim().trim_matches('"').to_owned();
@@ -175,11 +176,16 @@ fn request_origin(req: &ServiceRequest) -> Option<String> {
             }
         }
         let last = |v: &str| v.rsplit(',').next().unwrap_or_default().trim().to_owned();
-        host = host.or_else(|| text("x-forwarded-host").map(last));
-        proto = proto.or_else(|| text("x-forwarded-proto").map(last));
+        host = host.or_else(|| text("x-forwarded-host").map(|v| last(&v)));
+        proto = proto.or_else(|| text("x-forwarded-proto").map(|v| last(&v)));
     }
     let host = host
-        .or_else(|| text("host").map(str::to_owned))
+        .or_else(|| {
+            headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
         .or_else(|| req.uri().authority().map(|a| a.to_string()))?;
     let proto = proto.unwrap_or_else(|| "http".to_owned());
     origin_of(&format!("{proto}://{host}"))

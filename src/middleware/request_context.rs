@@ -99,10 +99,11 @@ pub async fn request_context(
         .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let via_trusted_proxy = trusted.iter().any(|net| net.contains(&peer));
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    // RFC 7239 `Forwarded` when the proxy sends it, else `X-Forwarded-For`.
+    // RFC 7239 `Forwarded` when the proxy sends it, else `X-Forwarded-For`; several lines of
+    // one header are one list (RFC 9110 section 5.3), the proxy's own value last.
+    let header = |name: &str| joined_header(req.headers(), name);
     let hops = match header("forwarded") {
-        Some(forwarded) => forwarded_for_hops(forwarded),
+        Some(forwarded) => forwarded_for_hops(&forwarded),
         None => header("x-forwarded-for")
             .map(|chain| {
                 chain
@@ -346,6 +347,16 @@ pub fn client_ip(peer: IpAddr, hops: &[Option<IpAddr>], trusted: &[IpNet]) -> Ip
         }
     }
     last
+}
+
+/// Every line of header `name` joined into one comma-separated list (RFC 9110 section 5.3), or
+/// `None` when it is absent. A line that is not visible ASCII counts as an unparseable element.
+pub fn joined_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let lines: Vec<&str> = headers
+        .get_all(name)
+        .map(|v| v.to_str().unwrap_or("unparseable"))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(", "))
 }
 
 /// The `for=` address of each element of an RFC 7239 `Forwarded` header, in order:

@@ -68,9 +68,19 @@ pub fn authenticate_token(
             .last_used_at
             .is_none_or(|t| (at - t).num_seconds() >= LAST_USED_GRANULARITY_SECS);
         if stale {
-            diesel::update(api_tokens::table.find(token.id))
+            let updated = diesel::update(api_tokens::table.find(token.id))
                 .set(api_tokens::last_used_at.eq(at))
-                .execute(conn)?;
+                .execute(conn);
+            // `last_used_at` is a hint: a database locked by another process must not turn a
+            // read into a refusal (nor wait for the lock twice).
+            match updated {
+                Err(err) if crate::db::is_lock_contention(&err) => {
+                    tracing::debug!(error = %err, "last_used_at not refreshed (database busy)");
+                }
+                other => {
+                    other?;
+                }
+            }
         }
     }
     Ok(found)

@@ -239,8 +239,13 @@ async fn dump_events(app: &TestApp) -> String {
         .db
         .run(|conn| {
             Ok(events::table
-                .select((events::query, events::headers, events::path))
-                .load::<(String, String, String)>(conn)?)
+                .select((
+                    events::query,
+                    events::headers,
+                    events::path,
+                    events::user_agent,
+                ))
+                .load::<(String, String, String, Option<String>)>(conn)?)
         })
         .await
         .unwrap();
@@ -281,6 +286,9 @@ async fn secrets_are_redacted_however_their_names_are_spelled() {
         ("x-original-url", "/api/v1/labels?token=canary-h9"),
         ("cookie2", "sid=canary-h10"),
         ("referer", "http://user:canary-h12@x.example/"),
+        ("user-agent", "tool/1 token=canary-h13"),
+        ("user-agent", "tool/1 https://u:canary-h14@h"),
+        ("x-note", "token = canary-h15"),
         ("forwarded", "for=10.0.0.1;token=canary-h11"),
         (
             "referer",
@@ -526,6 +534,31 @@ async fn forwarded_host_headers_count_only_from_trusted_proxies() {
         )
         .await
         .problem(403);
+
+    // Two lines of one header are one list: a client's line before the proxy's counts for
+    // nothing.
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let cookie = session.cookie.borrow().clone().unwrap();
+    for lines in [
+        "X-Forwarded-Host: evil.example\r\nX-Forwarded-Host: medlabel.example\r\nX-Forwarded-Proto: https\r\n",
+        "Forwarded: host=evil.example;proto=https\r\nForwarded: host=medlabel.example;proto=https\r\n",
+        "X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n",
+    ] {
+        use std::io::{Read, Write};
+        let body = r#"{"name":"csrf"}"#;
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/auth/tokens HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\
+             Origin: https://evil.example\r\n{lines}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{lines}: {answer}");
+    }
 }
 
 #[actix_web::test]
@@ -665,6 +698,12 @@ async fn time_bounds_compare_at_full_precision() {
             bound.replace('+', "%2B")
         )
     };
+    // Digits beyond the nanosecond count too.
+    let beyond = at.replace('Z', "00000000001Z");
+    let page = admin.get(&query("until", beyond.clone())).await;
+    assert!(ids(&page).contains(&id), "until={beyond}");
+    let page = admin.get(&query("since", beyond.clone())).await;
+    assert!(!ids(&page).contains(&id), "since={beyond}");
     for (name, nanos, included) in [
         ("until", 500_000, true),
         ("until", 1, true),
@@ -1002,6 +1041,14 @@ async fn the_sweep_removes_only_old_unreferenced_storage() {
     }
     let staging = objects.join(format!("{orphan}#1"));
     std::fs::write(&staging, vec![1u8; 500]).unwrap();
+    // A symbolic link inside the store pointing elsewhere: what it points at is not swept.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    std::fs::write(outside.join("sub").join("keep.txt"), b"not storage").unwrap();
+    let link = objects
+        .join("images")
+        .join(uuid::Uuid::now_v7().to_string());
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
 
     // Young objects are never touched (an upload may still be writing them).
     let grace = std::time::Duration::from_secs(3600);
@@ -1018,6 +1065,11 @@ async fn the_sweep_removes_only_old_unreferenced_storage() {
     assert_eq!((swept.objects, swept.staging_files), (3, 1));
     assert_eq!(swept.bytes, 3500);
     assert!(!staging.exists());
+    assert!(
+        outside.join("sub").join("keep.txt").exists(),
+        "a link is not followed"
+    );
+    std::fs::remove_file(&link).unwrap();
     let mut left = app.stored_objects().await;
     left.sort();
     let mut expected = referenced.clone();
@@ -1099,6 +1151,30 @@ async fn a_trusted_proxys_forwarded_header_names_the_client() {
     for (id, expected) in sent {
         assert_eq!(ips[&id], expected);
     }
+    // Several lines of one header are one list: the proxy's own (last) line counts.
+    let raw = |extra: &str| {
+        use std::io::{Read, Write};
+        let port = app.address.rsplit(':').next().unwrap().to_owned();
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        write!(
+            stream,
+            "GET /api/v1/auth/me HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id: "))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let two_forwarded = raw("Forwarded: for=1.2.3.6\r\nForwarded: for=9.9.9.9\r\n");
+    let two_xff = raw("X-Forwarded-For: 1.2.3.7\r\nX-Forwarded-For: 9.9.9.8\r\n");
+    let ips = client_ips(&app).await;
+    assert_eq!(ips[&two_forwarded], "9.9.9.9");
+    assert_eq!(ips[&two_xff], "9.9.9.8");
     // Clients behind the proxy are throttled apart.
     let mut answers = Vec::new();
     for i in 0..100 {
