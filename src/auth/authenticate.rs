@@ -17,7 +17,7 @@ use actix_web::{web, HttpMessage};
 
 use super::{tokens, AuthKind, CurrentUser};
 use crate::error::ApiError;
-use crate::middleware::request_context::RequestContext;
+use crate::middleware::request_context::{forwarded_param, RequestContext};
 use crate::models::{api_tokens, users};
 use crate::state::AppState;
 
@@ -164,16 +164,8 @@ fn request_origin(req: &ServiceRequest) -> Option<String> {
         // it may come from the client.
         let forwarded = text("forwarded").unwrap_or_default();
         if let Some(last) = forwarded.rsplit(',').next() {
-            for pair in last.split(';') {
-                if let Some((name, value)) = pair.trim().split_once('=') {
-                    let value = value.trim().trim_matches('"').to_owned();
-                    match name.trim().to_ascii_lowercase().as_str() {
-                        "host" => host = Some(value),
-                        "proto" => proto = Some(value),
-                        _ => {}
-                    }
-                }
-            }
+            host = forwarded_param(last, "host").map(str::to_owned);
+            proto = forwarded_param(last, "proto").map(str::to_owned);
         }
         let last = |v: &str| v.rsplit(',').next().unwrap_or_default().trim().to_owned();
         host = host.or_else(|| text("x-forwarded-host").map(|v| last(&v)));

@@ -366,12 +366,7 @@ pub fn forwarded_for_hops(forwarded: &str) -> Vec<Option<IpAddr>> {
     forwarded
         .split(',')
         .map(|element| {
-            let value = element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"'))
-            })?;
+            let value = forwarded_param(element, "for")?;
             if let Some(bracketed) = value.strip_prefix('[') {
                 return bracketed.split(']').next()?.parse().ok();
             }
@@ -381,6 +376,17 @@ pub fn forwarded_for_hops(forwarded: &str) -> Vec<Option<IpAddr>> {
                 .or_else(|| value.rsplit_once(':')?.0.parse().ok())
         })
         .collect()
+}
+
+/// The value of parameter `name` (case-insensitive, quotes removed) in one element of an
+/// RFC 7239 `Forwarded` header (`for=...;host=...;proto=...`).
+pub fn forwarded_param<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().trim_matches('"'))
+    })
 }
 
 /// Gives an error response that has no JSON body (actix's own 404, 405, ...) a problem body,

@@ -4,6 +4,14 @@ use medlabel::db::{revert_all_migrations, run_migrations, Db};
 
 use crate::helpers::fresh_database_url;
 
+/// A fresh database with every migration applied (the folder keeps a SQLite file alive).
+fn migrated_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
+    db.migrate().unwrap();
+    (dir, db)
+}
+
 fn table_exists(db: &Db, table: &str) -> bool {
     use diesel::prelude::*;
     use diesel::sql_types::BigInt;
@@ -63,9 +71,7 @@ fn migrations_go_up_down_and_up_again() {
 
 #[test]
 fn migrations_insert_no_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
-    db.migrate().unwrap();
+    let (_dir, db) = migrated_db();
     use diesel::prelude::*;
     use medlabel::db::schema::{code_systems, groups, users};
     let mut conn = db.get().unwrap();
@@ -79,9 +85,7 @@ fn migrations_insert_no_data() {
 
 #[test]
 fn history_is_append_only_in_the_database_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
-    db.migrate().unwrap();
+    let (_dir, db) = migrated_db();
     use diesel::connection::SimpleConnection;
     let mut conn = db.get().unwrap();
     conn.batch_execute(
@@ -121,9 +125,7 @@ fn history_is_append_only_in_the_database_itself() {
 #[test]
 fn events_are_append_only_in_the_database_itself() {
     use diesel::RunQueryDsl as _;
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
-    db.migrate().unwrap();
+    let (_dir, db) = migrated_db();
     use diesel::connection::SimpleConnection;
     let mut conn = db.get().unwrap();
     conn.batch_execute(
@@ -189,9 +191,7 @@ fn rows_from_before_the_name_keys_get_them_at_start() {
     use diesel::connection::SimpleConnection;
     use diesel::prelude::*;
     use medlabel::db::schema::users;
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&fresh_database_url(dir.path()), 1).unwrap();
-    db.migrate().unwrap();
+    let (_dir, db) = migrated_db();
     let mut conn = db.get().unwrap();
     // Rows as an older release wrote them: no key.
     conn.batch_execute(
