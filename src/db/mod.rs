@@ -101,8 +101,21 @@ impl ManageConnection for ConnectionManager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection is dropped rather than pooled again when it was in use on a thread that
+    /// is panicking, or when it still holds an open (or failed) transaction: handed to the
+    /// next request it would hold SQLite's write lock, and that request's
+    /// [`write_transaction`] would only open a savepoint that never commits.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        std::thread::panicking()
+            || match conn {
+                DbConnection::Postgres(pg) => {
+                    AnsiTransactionManager::is_broken_transaction_manager(pg)
+                }
+                DbConnection::Sqlite(sqlite) => {
+                    AnsiTransactionManager::is_broken_transaction_manager(sqlite)
+                }
+            }
     }
 }
 

@@ -110,6 +110,32 @@ fn probes(cfg: &mut web::ServiceConfig) {
             },
         ),
     );
+    // Writes a label inside a write transaction, then panics before it commits.
+    cfg.route(
+        "/test/panic-in-write",
+        web::post().to(
+            |state: web::Data<AppState>, caller: medlabel::auth::CurrentUser| async move {
+                state
+                    .db
+                    .run(move |conn| {
+                        medlabel::db::write_transaction(conn, |conn| {
+                            medlabel::models::labels::insert_label(
+                                conn,
+                                "half-written",
+                                None,
+                                caller.id,
+                            )?;
+                            if std::hint::black_box(true) {
+                                panic!("deliberate panic inside a write");
+                            }
+                            Ok::<_, medlabel::error::ApiError>(())
+                        })
+                    })
+                    .await?;
+                Ok::<_, medlabel::error::ApiError>(actix_web::HttpResponse::NoContent().finish())
+            },
+        ),
+    );
     cfg.route(
         "/test/panic",
         web::get().to(|| async {

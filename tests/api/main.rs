@@ -13,6 +13,7 @@ mod health;
 mod images;
 mod migrations;
 mod openapi;
+mod pool;
 mod roles;
 mod s3;
 mod security;
