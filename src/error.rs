@@ -7,7 +7,7 @@
 //! - A 500 is logged with its cause chain and answered with the request id only; no SQL, paths
 //!   or stack traces reach the client.
 //! - actix's own errors (bad JSON, query, path, unknown route, 405, 413) are mapped to this type
-//!   by the extractor configs in `startup.rs` and by `middleware::request_context`.
+//!   by the extractor configs in `startup.rs` and by `middleware::problem`.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +15,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
-
-use crate::middleware::request_context;
 
 /// `Retry-After` (seconds, RFC 9110 section 10.2.3) of every 503: a busy or unreachable
 /// database or audit log is usually back within a second or two.
@@ -155,7 +153,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            request_id: request_context::current_request_id()
+            request_id: crate::telemetry::current_request_id()
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
             errors: None,

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::audit::current_audit_ticket;
 use crate::audit::record::{write_with_change, AuditTicket};
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
 use crate::error::ApiError;
-use crate::middleware::request_context::{current_audit_ticket, current_request_id};
 use crate::models::history::insert_history;
+use crate::telemetry::current_request_id;
 
 /// The shape of snapshots written now. A release that changes an entity's shape bumps this
 /// and keeps reading (and reverting) every older version.

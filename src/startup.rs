@@ -14,9 +14,10 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpRequest, HttpServer};
 
 use crate::api;
+use crate::audit;
 use crate::auth::session_store::DbSessionStore;
 use crate::error::ApiError;
-use crate::middleware::request_context::request_context;
+use crate::middleware::{canonical_path, client_ip, problem, request_id, security_headers};
 use crate::models::groups;
 use crate::state::AppState;
 
@@ -75,6 +76,7 @@ pub fn build_server(
         .map_err(|e| anyhow::anyhow!("session key: {e}"))?;
     let settings = state.settings.clone();
     let workers = settings.workers;
+    let audit_log = web::Data::new(state.audit.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(DbSessionStore::new(data.db.clone()), key.clone())
@@ -117,6 +119,7 @@ pub fn build_server(
 
         App::new()
             .app_data(data.clone())
+            .app_data(audit_log.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(settings.max_json_bytes)
@@ -145,8 +148,15 @@ pub fn build_server(
                     .wrap(identity)
                     .wrap(session),
             )
+            // Outermost last; `middleware` says what each layer does and why in this order.
             .wrap(Condition::new(cors_on, cors))
-            .wrap(from_fn(request_context))
+            .wrap(from_fn(canonical_path::head_as_get))
+            .wrap(from_fn(problem::problem_bodies))
+            .wrap(from_fn(audit::middleware::audit))
+            .wrap(from_fn(client_ip::resolve_client_ip))
+            .wrap(from_fn(request_id::assign_request_id))
+            .wrap(from_fn(canonical_path::canonicalise))
+            .wrap(from_fn(security_headers::security_headers))
     })
     .listen(listener)?;
     if let Some(workers) = workers {

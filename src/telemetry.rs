@@ -14,3 +14,19 @@ pub fn init(settings: &Settings) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+tokio::task_local! {
+    static REQUEST_ID: uuid::Uuid;
+}
+
+/// The id of the request being served on this task, if any: what problem bodies, history
+/// entries and log lines quote. Set by [`crate::middleware::request_id`] for the rest of the
+/// request (handlers included) through [`with_request_id`].
+pub fn current_request_id() -> Option<uuid::Uuid> {
+    REQUEST_ID.try_with(|id| *id).ok()
+}
+
+/// Runs `work` with `id` as the task's [`current_request_id`].
+pub async fn with_request_id<F: std::future::Future>(id: uuid::Uuid, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}

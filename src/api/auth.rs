@@ -14,7 +14,7 @@ use crate::audit::record::{safe_username, LoginAttempt};
 use crate::auth::{password, throttle, Access, AuthKind, CurrentUser};
 use crate::db::now;
 use crate::error::ApiError;
-use crate::middleware::request_context::RequestContext;
+use crate::middleware::client_ip::ClientAddress;
 use crate::models::api_tokens::{self, ApiToken};
 use crate::models::{sessions, users};
 use crate::state::AppState;
@@ -138,8 +138,8 @@ async fn login(
     let key = throttle::username_key(&username);
     let client_ip = req
         .extensions()
-        .get::<RequestContext>()
-        .map(|c| throttle::client_key(c.client_ip))
+        .get::<ClientAddress>()
+        .map(|c| throttle::client_key(c.ip))
         .unwrap_or_default();
 
     // The attempt is counted before the password is checked (taken back on success), so a
@@ -219,8 +219,8 @@ async fn change_password(
     // a password oracle): the attempt is counted under the caller's username before the check.
     let client_ip = req
         .extensions()
-        .get::<RequestContext>()
-        .map(|c| throttle::client_key(c.client_ip))
+        .get::<ClientAddress>()
+        .map(|c| throttle::client_key(c.ip))
         .unwrap_or_default();
     let key = throttle::username_key(&caller.username);
     let (locked, user) = {

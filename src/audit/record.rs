@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::net::IpAddr;
+use std::time::Instant;
+
 use actix_web::http::header::HeaderMap;
 use actix_web::HttpMessage;
 use actix_web::HttpRequest;
 use uuid::Uuid;
 
-use crate::auth::CurrentUser;
 use crate::db::{now, DbConnection};
-use crate::middleware::request_context::RequestContext;
 use crate::models::events::NewEvent;
 
 pub const REDACTED: &str = "[redacted]";
@@ -121,6 +122,14 @@ pub fn redact_text(text: &str) -> String {
     truncate(&out)
 }
 
+/// Who made the request, as authentication found it (in request extensions): the event's
+/// user and how they authenticated (`session`, `token`).
+#[derive(Debug, Clone, Copy)]
+pub struct Actor {
+    pub user_id: i64,
+    pub auth: &'static str,
+}
+
 /// What a login handler tells the audit log: who logged in (on success) and the username that
 /// was tried, in a safe form.
 #[derive(Debug, Clone)]
@@ -158,7 +167,7 @@ impl RequestFacts {
     }
 }
 
-/// The audit of one request in flight, shared by the request-context middleware and any change
+/// The audit of one request in flight, shared by the audit layer and any change
 /// the request makes. A change writes the request's event inside its own transaction (so no
 /// committed change is ever without its event, whatever happens after the commit) and marks
 /// the ticket once that transaction has committed; the middleware then writes nothing more.
@@ -166,7 +175,9 @@ impl RequestFacts {
 #[derive(Debug)]
 pub struct AuditTicket {
     facts: RequestFacts,
-    context: RequestContext,
+    request_id: Uuid,
+    client_ip: IpAddr,
+    started: Instant,
     /// The event's id: the request id when the server chose it (UUID v7, time-ordered); a
     /// fresh v7 beside a client's own request id.
     event_uuid: Uuid,
@@ -175,12 +186,22 @@ pub struct AuditTicket {
 }
 
 impl AuditTicket {
-    pub fn new(facts: RequestFacts, context: RequestContext, generated_id: bool) -> Self {
+    /// The ticket of request `request_id` (`generated_id`: chosen by the server, not the
+    /// client) from `client_ip`, which arrived at `started`.
+    pub fn new(
+        facts: RequestFacts,
+        request_id: Uuid,
+        generated_id: bool,
+        client_ip: IpAddr,
+        started: Instant,
+    ) -> Self {
         AuditTicket {
             facts,
-            context,
+            request_id,
+            client_ip,
+            started,
             event_uuid: if generated_id {
-                context.request_id
+                request_id
             } else {
                 Uuid::now_v7()
             },
@@ -208,9 +229,9 @@ impl AuditTicket {
         let mut detail = None;
         if let Some(req) = req {
             let extensions = req.extensions();
-            if let Some(user) = extensions.get::<CurrentUser>() {
-                user_id = Some(user.id);
-                auth = user.auth.name();
+            if let Some(actor) = extensions.get::<Actor>() {
+                user_id = Some(actor.user_id);
+                auth = actor.auth;
             }
             if let Some(login) = extensions.get::<LoginAttempt>() {
                 user_id = login.user_id;
@@ -230,7 +251,7 @@ impl AuditTicket {
         let facts = &self.facts;
         NewEvent {
             uuid: self.event_uuid.to_string(),
-            request_id: self.context.request_id.to_string(),
+            request_id: self.request_id.to_string(),
             occurred_at: now(),
             user_id,
             auth: auth.to_owned(),
@@ -238,8 +259,8 @@ impl AuditTicket {
             path: facts.path.clone(),
             query: facts.query.clone(),
             status: i32::from(status),
-            duration_ms: self.context.started.elapsed().as_secs_f64() * 1000.0,
-            client_ip: self.context.client_ip.to_string(),
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            client_ip: self.client_ip.to_string(),
             user_agent: facts.user_agent.clone(),
             headers: facts.headers.clone(),
             detail,
@@ -266,13 +287,6 @@ pub fn write_with_change(
     let ticket = Arc::clone(ticket);
     crate::db::on_commit(move || ticket.mark_written(status));
     Ok(())
-}
-
-/// A path that could not be canonicalised, as recorded: percent-decoded where possible,
-/// invalid UTF-8 shown as U+FFFD.
-pub fn lossy_path(raw: &str) -> String {
-    truncate(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
-        .replace('\0', "\u{FFFD}")
 }
 
 fn truncate(value: &str) -> String {

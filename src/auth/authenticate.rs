@@ -17,7 +17,7 @@ use actix_web::{web, HttpMessage};
 
 use super::{tokens, AuthKind, CurrentUser};
 use crate::error::ApiError;
-use crate::middleware::request_context::{forwarded_param, RequestContext};
+use crate::middleware::client_ip::{forwarded_param, joined_header, ClientAddress};
 use crate::models::{api_tokens, users};
 use crate::state::AppState;
 
@@ -29,7 +29,13 @@ pub async fn authenticate<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     match resolve(&mut req).await {
         Ok(Some(user)) => {
-            req.extensions_mut().insert(user);
+            let mut extensions = req.extensions_mut();
+            // The audit event names the caller.
+            extensions.insert(crate::audit::Actor {
+                user_id: user.id,
+                auth: user.auth.name(),
+            });
+            extensions.insert(user);
         }
         Ok(None) => {}
         Err(err) => return Ok(req.error_response(err).map_into_right_body()),
@@ -153,10 +159,10 @@ fn is_unsafe(method: &Method) -> bool {
 /// (this server does not terminate TLS).
 fn request_origin(req: &ServiceRequest) -> Option<String> {
     let headers = req.headers();
-    let text = |name: &str| crate::middleware::request_context::joined_header(headers, name);
+    let text = |name: &str| joined_header(headers, name);
     let via_proxy = req
         .extensions()
-        .get::<RequestContext>()
+        .get::<ClientAddress>()
         .is_some_and(|c| c.via_trusted_proxy);
     let (mut host, mut proto) = (None, None);
     if via_proxy {

@@ -15,6 +15,11 @@
 //! separator. A trailing `/` is kept (`/api/v1/labels/` is another resource than
 //! `/api/v1/labels`).
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// Characters encoded in a canonical path segment (beyond controls and non-ASCII).
@@ -84,6 +89,79 @@ pub fn canonical_path(raw: &str) -> Result<String, BadPath> {
 /// True when the query string holds NUL once percent-decoded (`+` is never NUL).
 pub fn query_has_nul(query: &str) -> bool {
     percent_decode_str(query).any(|b| b == 0)
+}
+
+/// The request's path as every later layer names it (in request extensions): the canonical
+/// path, or, for a path that has none, the raw path percent-decoded with invalid UTF-8 shown as
+/// U+FFFD ([`lossy_path`]).
+#[derive(Debug, Clone)]
+pub struct RequestPath(pub String);
+
+/// A request refused before routing (in request extensions), answered by
+/// [`super::problem`]: a path that is not UTF-8 or holds NUL names nothing (404, as a path id
+/// that is not a UUID does); a query holding NUL cannot be parsed (400; PostgreSQL cannot
+/// store NUL).
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(pub StatusCode);
+
+/// The layer: rewrites the request to its canonical path (for the router and every later
+/// layer) and notes [`RequestPath`], or [`Refused`].
+pub async fn canonicalise(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let canonical = canonical_path(req.path())
+        .ok()
+        .filter(|canonical| canonical == req.path() || rewrite_path(&mut req, canonical).is_some());
+    let refused = match &canonical {
+        None => Some(StatusCode::NOT_FOUND),
+        Some(_) if query_has_nul(req.query_string()) => Some(StatusCode::BAD_REQUEST),
+        Some(_) => None,
+    };
+    let path = canonical.unwrap_or_else(|| lossy_path(req.path()));
+    req.extensions_mut().insert(RequestPath(path));
+    if let Some(status) = refused {
+        req.extensions_mut().insert(Refused(status));
+    }
+    next.call(req).await
+}
+
+/// HEAD is GET without the body (RFC 9110 section 9.3.2) on every route: the layer routes it
+/// as GET, and the HTTP layer, which saw HEAD, sends the headers only. It sits inside the audit
+/// layer, so the event still says HEAD.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
+}
+
+/// Points the request at `path` (keeping its query), for the router as for every later layer.
+fn rewrite_path(req: &mut ServiceRequest, path: &str) -> Option<()> {
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    let uri = actix_web::http::Uri::from_parts(parts).ok()?;
+    req.match_info_mut().get_mut().update(&uri);
+    req.head_mut().uri = uri;
+    Some(())
+}
+
+/// A path that could not be canonicalised, as recorded: percent-decoded where possible,
+/// invalid UTF-8 shown as U+FFFD, at most 1024 characters.
+pub fn lossy_path(raw: &str) -> String {
+    percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .chars()
+        .take(1024)
+        .collect::<String>()
+        .replace('\0', "\u{FFFD}")
 }
 
 #[cfg(test)]
