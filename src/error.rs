@@ -115,6 +115,20 @@ impl From<DieselError> for ApiError {
     }
 }
 
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match err {
+            DbError::Busy => ApiError::Unavailable("the database is busy; try again".into()),
+            DbError::Pool(err) => ApiError::from_pool(err),
+            DbError::Blocking(message) => {
+                ApiError::internal(anyhow::anyhow!("blocking task failed: {message}"))
+            }
+            DbError::Query(err) => err.into(),
+        }
+    }
+}
+
 impl From<validator::ValidationErrors> for ApiError {
     fn from(errs: validator::ValidationErrors) -> Self {
         let mut errors = FieldErrors::new();

@@ -13,7 +13,6 @@ use crate::audit::current_audit_ticket;
 use crate::audit::record::{write_with_change, AuditTicket};
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
-use crate::error::ApiError;
 use crate::models::history::insert_history;
 use crate::telemetry::current_request_id;
 
@@ -115,7 +114,9 @@ impl Change {
         self
     }
 
-    /// Appends the entry for `entity` after `action`.
+    /// Appends the entry for `entity` after `action`, and the request's audit event, on
+    /// `conn` (inside the change's transaction). A snapshot that cannot be serialised is
+    /// diesel's `SerializationError`.
     pub fn record(
         &self,
         conn: &mut DbConnection,
@@ -123,8 +124,9 @@ impl Change {
         entity_id: &str,
         action: Action,
         snapshot: &impl Serialize,
-    ) -> Result<(), ApiError> {
-        let json = serde_json::to_string(snapshot).map_err(ApiError::internal)?;
+    ) -> diesel::QueryResult<()> {
+        let json = serde_json::to_string(snapshot)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
         insert_history(
             conn,
             entity.name(),

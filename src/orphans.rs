@@ -62,7 +62,7 @@ pub async fn sweep(db: &Db, storage: &Storage, grace: Duration) -> anyhow::Resul
             for chunk in originals.chunks(500) {
                 found.extend(crate::models::images::referenced_keys(conn, chunk)?);
             }
-            Ok(found)
+            Ok::<_, crate::db::DbError>(found)
         })
         .await
         .map_err(|e| anyhow::anyhow!("reading image keys: {e}"))?

@@ -77,6 +77,9 @@ pub fn build_server(
     let settings = state.settings.clone();
     let workers = settings.workers;
     let audit_log = web::Data::new(state.audit.clone());
+    let trusted_proxies = web::Data::new(client_ip::TrustedProxies(
+        state.settings.trusted_proxies.clone(),
+    ));
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(DbSessionStore::new(data.db.clone()), key.clone())
@@ -120,6 +123,7 @@ pub fn build_server(
         App::new()
             .app_data(data.clone())
             .app_data(audit_log.clone())
+            .app_data(trusted_proxies.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(settings.max_json_bytes)

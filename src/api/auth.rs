@@ -154,7 +154,7 @@ async fn login(
                     Some(_) => None,
                     None => users::find_by_username(conn, &username)?,
                 };
-                Ok((locked, user))
+                Ok::<_, ApiError>((locked, user))
             })
             .await?
     };
@@ -176,7 +176,7 @@ async fn login(
         .run(move |conn| {
             throttle::record_success(conn, &key)?;
             let roles = users::roles_of_user(conn, user.id)?;
-            Ok((user, roles))
+            Ok::<_, ApiError>((user, roles))
         })
         .await?;
     req.extensions_mut().insert(LoginAttempt {
@@ -229,7 +229,7 @@ async fn change_password(
             .db
             .run(move |conn| {
                 let locked = throttle::reserve_attempt(conn, &key, &client_ip, now())?;
-                Ok((locked, users::find_by_id(conn, caller.id)?))
+                Ok::<_, ApiError>((locked, users::find_by_id(conn, caller.id)?))
             })
             .await?
     };
@@ -247,7 +247,7 @@ async fn change_password(
     }
     state
         .db
-        .run(move |conn| Ok(throttle::record_success(conn, &key)?))
+        .query(move |conn| throttle::record_success(conn, &key))
         .await?;
     password::check_policy(&new_password, &user.username)
         .map_err(|m| ApiError::field("new_password", m))?;
@@ -290,7 +290,7 @@ async fn create_token(
     let token = state
         .db
         .run(move |conn| {
-            Ok(api_tokens::insert_token(
+            Ok::<_, ApiError>(api_tokens::insert_token(
                 conn,
                 caller.id,
                 &body.name,
@@ -318,7 +318,7 @@ async fn list_tokens(
 ) -> Result<HttpResponse, ApiError> {
     let tokens = state
         .db
-        .run(move |conn| Ok(api_tokens::list_user_tokens(conn, caller.id)?))
+        .query(move |conn| api_tokens::list_user_tokens(conn, caller.id))
         .await?;
     Ok(HttpResponse::Ok().json(
         tokens
@@ -337,7 +337,7 @@ async fn delete_token(
     let id = parse_id(&id)?;
     let deleted = state
         .db
-        .run(move |conn| Ok(api_tokens::delete_user_token(conn, caller.id, &id)?))
+        .query(move |conn| api_tokens::delete_user_token(conn, caller.id, &id))
         .await?;
     if deleted {
         Ok(HttpResponse::NoContent().finish())

@@ -113,7 +113,7 @@ fn path_code(path: &(String, String)) -> Result<(String, String), ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/code-systems", tag = "codes", operation_id = "list_code_systems", summary = "Code systems with their number of codes", responses((status = 200, description = "Code systems", body = Vec<CodeSystemResponse>)))]
 async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.run(|conn| Ok(codes::list_systems(conn)?)).await?;
+    let rows = state.db.query(|conn| codes::list_systems(conn)).await?;
     let body: Vec<CodeSystemResponse> = rows
         .into_iter()
         .map(|(id, name, version, code_count)| CodeSystemResponse {
@@ -158,7 +158,7 @@ async fn list_codes(
             let rows = state
                 .db
                 .run(move |conn| {
-                    Ok(codes::search_codes(
+                    Ok::<_, ApiError>(codes::search_codes(
                         conn,
                         system.as_deref(),
                         &q,
@@ -180,7 +180,7 @@ async fn list_codes(
             let rows = state
                 .db
                 .run(move |conn| {
-                    Ok(codes::list_codes(
+                    Ok::<_, ApiError>(codes::list_codes(
                         conn,
                         system.as_deref(),
                         prefix.as_deref(),
@@ -258,7 +258,7 @@ async fn get_code(
     let (system, code) = path_code(&path)?;
     let found = state
         .db
-        .run(move |conn| Ok(codes::find_code(conn, &system, &code)?))
+        .query(move |conn| codes::find_code(conn, &system, &code))
         .await?;
     Ok(code_response(found, actix_web::http::StatusCode::OK))
 }

@@ -364,7 +364,7 @@ async fn delete_disease(
                 let current = diseases::find_disease(conn, &id)?;
                 precondition.check(current.version)?;
                 if !current.is_active {
-                    return Ok(());
+                    return Ok::<_, ApiError>(());
                 }
                 let updated = diseases::update_disease(
                     conn,

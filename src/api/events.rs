@@ -148,7 +148,7 @@ async fn filter_of(
         let uuid = super::parse_query_uuid(user, "user_id")?;
         let found = state
             .db
-            .run(move |conn| Ok(users::find_by_uuid(conn, &uuid).ok().map(|u| u.id)))
+            .run(move |conn| Ok::<_, ApiError>(users::find_by_uuid(conn, &uuid).ok().map(|u| u.id)))
             .await?;
         match found {
             Some(id) => filter.user_id = Some(id),
@@ -202,7 +202,7 @@ async fn list_events(
             let (after, fetch) = (page.after.clone(), page.fetch());
             state
                 .db
-                .run(move |conn| Ok(events::list_events(conn, &filter, after.as_deref(), fetch)?))
+                .query(move |conn| events::list_events(conn, &filter, after.as_deref(), fetch))
                 .await?
         }
     };
@@ -303,14 +303,7 @@ fn csv_response(
             let filter = filter?;
             let rows = state
                 .db
-                .run(move |conn| {
-                    Ok(events::list_events(
-                        conn,
-                        &filter,
-                        cursor.as_deref(),
-                        BATCH,
-                    )?)
-                })
+                .query(move |conn| events::list_events(conn, &filter, cursor.as_deref(), BATCH))
                 .await;
             match rows {
                 Err(err) => Some((

@@ -241,7 +241,7 @@ async fn code_history(
     let code = normalise_code(&system, &code).map_err(|_| ApiError::NotFound)?;
     let uuid = state
         .db
-        .run(move |conn| Ok(codes::find_code(conn, &system, &code)?.uuid))
+        .query(move |conn| Ok(codes::find_code(conn, &system, &code)?.uuid))
         .await?;
     entity_page(&state, caller, EntityType::Code, uuid, query.into_inner()).await
 }
@@ -297,7 +297,7 @@ async fn list_history(
                 match users::find_by_uuid(conn, &uuid) {
                     Ok(user) => filter.changed_by = Some(user.id),
                     Err(diesel::result::Error::NotFound) => return Ok(Vec::new()),
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(ApiError::from(e)),
                 }
             }
             Ok(history::list_history(

@@ -580,7 +580,7 @@ async fn delete_image(
                 let deleted = images::update_image(conn, image.id, image.version, None, true)?
                     .ok_or(ApiError::PreconditionFailed)?;
                 single_recorded(conn, &caller, deleted, &change, Action::Delete)?;
-                Ok(())
+                Ok::<_, ApiError>(())
             })
         })
         .await?;

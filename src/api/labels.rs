@@ -337,7 +337,7 @@ async fn delete_label(
                 let current = labels::find_label(conn, &id)?;
                 precondition.check(current.version)?;
                 if !current.is_active {
-                    return Ok(());
+                    return Ok::<_, ApiError>(());
                 }
                 let updated = labels::update_label(
                     conn,

@@ -175,7 +175,7 @@ async fn list_users(
                 let rows = users::list_users(conn, page.after.as_deref(), page.fetch())?;
                 let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
                 let roles = users::roles_of(conn, &ids)?;
-                Ok((rows, roles))
+                Ok::<_, ApiError>((rows, roles))
             }
         })
         .await?;
@@ -252,7 +252,7 @@ async fn get_user(
         .run(move |conn| {
             let user = users::find_by_uuid(conn, &id)?;
             let roles = users::roles_of_user(conn, user.id)?;
-            Ok((user, roles))
+            Ok::<_, ApiError>((user, roles))
         })
         .await?;
     Ok(HttpResponse::Ok().json(UserResponse::new(user, roles)))
@@ -287,7 +287,7 @@ async fn update_user(
         let id = id.clone();
         state
             .db
-            .run(move |conn| Ok(users::find_by_uuid(conn, &id)?))
+            .query(move |conn| users::find_by_uuid(conn, &id))
             .await?
     };
     let password_hash = match body.password {

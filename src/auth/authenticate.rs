@@ -105,7 +105,7 @@ async fn user_from_bearer(
         .db
         .run(move |conn| {
             let Some((_, user)) = api_tokens::authenticate_token(conn, &token_hash)? else {
-                return Ok(None);
+                return Ok::<_, ApiError>(None);
             };
             let roles = users::roles_of_user(conn, user.id)?;
             Ok(Some((user, roles)))
@@ -136,7 +136,7 @@ async fn user_from_session(
                     Ok(Some((user, roles)))
                 }
                 Ok(_) | Err(diesel::result::Error::NotFound) => Ok(None),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(ApiError::from(e)),
             }
         })
         .await?;

@@ -49,7 +49,7 @@ impl SessionStore for DbSessionStore {
         let key_hash = digest(session_key.as_ref());
         let state = self
             .db
-            .run(move |conn| Ok(sessions::load_session(conn, &key_hash, now())?))
+            .query(move |conn| sessions::load_session(conn, &key_hash, now()))
             .await
             .map_err(|e| LoadError::Other(anyhow::anyhow!("{e}")))?;
         match state {
@@ -75,7 +75,7 @@ impl SessionStore for DbSessionStore {
             .run(move |conn| {
                 let at = now();
                 sessions::purge_expired_sessions(conn, at)?;
-                Ok(sessions::insert_session(
+                Ok::<_, crate::db::DbError>(sessions::insert_session(
                     conn, &key_hash, user_id, &json, at, expires_at,
                 )?)
             })
@@ -96,14 +96,8 @@ impl SessionStore for DbSessionStore {
         let expires_at = expiry(ttl);
         let updated = self
             .db
-            .run(move |conn| {
-                Ok(sessions::update_session(
-                    conn,
-                    &key_hash,
-                    Some(&json),
-                    now(),
-                    expires_at,
-                )?)
+            .query(move |conn| {
+                sessions::update_session(conn, &key_hash, Some(&json), now(), expires_at)
             })
             .await
             .map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")))?;
@@ -124,15 +118,7 @@ impl SessionStore for DbSessionStore {
         let key_hash = digest(session_key.as_ref());
         let expires_at = expiry(ttl);
         self.db
-            .run(move |conn| {
-                Ok(sessions::update_session(
-                    conn,
-                    &key_hash,
-                    None,
-                    now(),
-                    expires_at,
-                )?)
-            })
+            .query(move |conn| sessions::update_session(conn, &key_hash, None, now(), expires_at))
             .await
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("{e}"))
@@ -141,7 +127,7 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let key_hash = digest(session_key.as_ref());
         self.db
-            .run(move |conn| Ok(sessions::delete_session(conn, &key_hash)?))
+            .query(move |conn| sessions::delete_session(conn, &key_hash))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
     }

@@ -12,10 +12,26 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::ApiError;
-
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// What can go wrong reaching the database around a query (the query's own errors are
+/// diesel's). Handlers' error type converts from it (`ApiError`, in `error.rs`: busy and
+/// unreachable are 503, a failed blocking task is 500).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Every connection stayed in use for the whole wait.
+    #[error("the database is busy; try again")]
+    Busy,
+    /// No connection could be opened or checked out.
+    #[error("no database connection: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    /// The blocking task running the work failed or was cancelled.
+    #[error("the blocking database task failed: {0}")]
+    Blocking(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
 
 /// One connection type for both backends; the variant is chosen from the URL scheme.
 #[derive(diesel::MultiConnection)]
@@ -191,25 +207,37 @@ impl Db {
             .context("getting a database connection")
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
-    pub async fn run<F, T>(&self, f: F) -> Result<T, ApiError>
+    /// Runs `f` with a pooled connection on the blocking thread pool. `f`'s error type `E`
+    /// (handlers use `ApiError`) takes [`DbError`]s too: a wait of more than 5 s for a
+    /// connection is [`DbError::Busy`].
+    pub async fn run<F, T, E>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<DbError> + Send + 'static,
     {
         let permit =
             tokio::time::timeout(Duration::from_secs(5), self.permits.clone().acquire_owned())
                 .await
-                .map_err(|_| ApiError::Unavailable("the database is busy; try again".into()))?
-                .map_err(ApiError::internal)?;
+                .map_err(|_| DbError::Busy)?
+                .map_err(|e| DbError::Blocking(e.to_string()))?;
         let pool = self.pool.clone();
         actix_web::web::block(move || {
             let _permit = permit;
-            let mut conn = pool.get().map_err(ApiError::from_pool)?;
+            let mut conn = pool.get().map_err(DbError::from)?;
             f(&mut conn)
         })
         .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("blocking task failed: {e}")))?
+        .map_err(|e| DbError::Blocking(e.to_string()))?
+    }
+
+    /// Like [`Db::run`] for work that only queries: diesel's errors, and [`DbError`]s.
+    pub async fn query<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> diesel::QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |conn| f(conn).map_err(DbError::from)).await
     }
 
     /// Whether the database takes writes now: on SQLite the write lock is taken and released
@@ -229,7 +257,7 @@ impl Db {
                                 sqlite.batch_execute("BEGIN IMMEDIATE; ROLLBACK")?;
                             }
                         }
-                        Ok(())
+                        Ok::<_, DbError>(())
                     })
                     .await;
                 if let Err(err) = &probed {

@@ -12,7 +12,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use ipnet::IpNet;
 
-use crate::state::AppState;
+/// The proxies whose forwarding headers are believed (`MEDLABEL_TRUSTED_PROXIES`), registered
+/// as `web::Data<TrustedProxies>` by `startup`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpNet>);
 
 /// Who is calling from where, in request extensions.
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +34,8 @@ pub async fn resolve_client_ip(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let trusted = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.settings.trusted_proxies.clone())
+        .app_data::<web::Data<TrustedProxies>>()
+        .map(|t| t.0.as_slice())
         .unwrap_or_default();
     let peer = req
         .peer_addr()
@@ -53,7 +56,7 @@ pub async fn resolve_client_ip(
             .unwrap_or_default(),
     };
     let address = ClientAddress {
-        ip: client_ip(peer, &hops, &trusted),
+        ip: client_ip(peer, &hops, trusted),
         via_trusted_proxy: trusted.iter().any(|net| net.contains(&peer)),
     };
     req.extensions_mut().insert(address);

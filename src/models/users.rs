@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::groups::{Role, RoleSet};
 use super::{groups, new_uuid};
-use crate::auth::{Role, RoleSet};
 use crate::db::schema::{groups as groups_t, user_groups, users};
 use crate::db::{now, DbConnection};
 

@@ -14,10 +14,12 @@ async fn all_events(app: &TestApp) -> Vec<Event> {
     app.state
         .db
         .run(|conn| {
-            Ok(events::table
-                .order(events::id)
-                .select(Event::as_select())
-                .load(conn)?)
+            Ok::<_, medlabel::error::ApiError>(
+                events::table
+                    .order(events::id)
+                    .select(Event::as_select())
+                    .load(conn)?,
+            )
         })
         .await
         .unwrap()

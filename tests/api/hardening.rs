@@ -65,9 +65,11 @@ async fn events_by_request(app: &TestApp) -> HashMap<String, (String, i32)> {
     app.state
         .db
         .run(|conn| {
-            Ok(events::table
-                .select((events::request_id, events::path, events::status))
-                .load::<(String, String, i32)>(conn)?)
+            Ok::<_, medlabel::error::ApiError>(
+                events::table
+                    .select((events::request_id, events::path, events::status))
+                    .load::<(String, String, i32)>(conn)?,
+            )
         })
         .await
         .unwrap()
@@ -204,9 +206,11 @@ async fn encoded_writes_and_logins_leave_events_that_match_their_history() {
         .state
         .db
         .run(|conn| {
-            Ok(history::table
-                .select(history::request_id)
-                .load::<String>(conn)?)
+            Ok::<_, medlabel::error::ApiError>(
+                history::table
+                    .select(history::request_id)
+                    .load::<String>(conn)?,
+            )
         })
         .await
         .unwrap();
@@ -238,14 +242,16 @@ async fn dump_events(app: &TestApp) -> String {
         .state
         .db
         .run(|conn| {
-            Ok(events::table
-                .select((
-                    events::query,
-                    events::headers,
-                    events::path,
-                    events::user_agent,
-                ))
-                .load::<(String, String, String, Option<String>)>(conn)?)
+            Ok::<_, medlabel::error::ApiError>(
+                events::table
+                    .select((
+                        events::query,
+                        events::headers,
+                        events::path,
+                        events::user_agent,
+                    ))
+                    .load::<(String, String, String, Option<String>)>(conn)?,
+            )
         })
         .await
         .unwrap();
@@ -391,9 +397,11 @@ async fn client_ips(app: &TestApp) -> HashMap<String, String> {
     app.state
         .db
         .run(|conn| {
-            Ok(events::table
-                .select((events::request_id, events::client_ip))
-                .load::<(String, String)>(conn)?)
+            Ok::<_, medlabel::error::ApiError>(
+                events::table
+                    .select((events::request_id, events::client_ip))
+                    .load::<(String, String)>(conn)?,
+            )
         })
         .await
         .unwrap()
@@ -984,7 +992,9 @@ async fn a_change_and_its_event_commit_together() {
     let count = app
         .state
         .db
-        .run(|conn| Ok(events::table.count().get_result::<i64>(conn)?))
+        .run(|conn| {
+            Ok::<_, medlabel::error::ApiError>(events::table.count().get_result::<i64>(conn)?)
+        })
         .await
         .unwrap();
     assert_eq!(count as usize, events.len());

@@ -97,11 +97,13 @@ fn probes(cfg: &mut web::ServiceConfig) {
                                 &serde_json::json!({"id": label.uuid}),
                             )
                         })?;
-                        Ok(events::table
-                            .filter(events::request_id.eq(&request_id))
-                            .select(events::status)
-                            .first::<i32>(conn)
-                            .optional()?)
+                        Ok::<_, medlabel::error::ApiError>(
+                            events::table
+                                .filter(events::request_id.eq(&request_id))
+                                .select(events::status)
+                                .first::<i32>(conn)
+                                .optional()?,
+                        )
                     })
                     .await?;
                 Ok::<_, medlabel::error::ApiError>(
@@ -198,7 +200,7 @@ impl TestApp {
                         roles: &roles,
                     },
                 )?;
-                Ok(())
+                Ok::<_, medlabel::error::ApiError>(())
             })
             .await
             .expect("create user");
@@ -226,7 +228,7 @@ impl TestApp {
             .run(move |conn| {
                 let user = users::find_by_username(conn, &name)?.expect("user exists");
                 api_tokens::insert_token(conn, user.id, "test", &digest, 1)?;
-                Ok(())
+                Ok::<_, medlabel::error::ApiError>(())
             })
             .await
             .expect("create token");
@@ -252,7 +254,7 @@ impl TestApp {
                     medlabel::codesets::import(conn, &parsed, |_| {})
                         .map_err(medlabel::error::ApiError::internal)?;
                 }
-                Ok(())
+                Ok::<_, medlabel::error::ApiError>(())
             })
             .await
             .expect("load codes");
@@ -275,7 +277,10 @@ impl TestApp {
         let statement = statement.to_owned();
         self.state
             .db
-            .run(move |conn| conn.batch_execute(&statement).map_err(Into::into))
+            .run(move |conn| {
+                conn.batch_execute(&statement)
+                    .map_err(medlabel::db::DbError::from)
+            })
             .await
             .expect("sql");
     }

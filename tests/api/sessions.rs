@@ -103,9 +103,10 @@ async fn session_rows_hold_no_usable_key() {
             let rows: Vec<(String, String)> = sessions::table
                 .select((sessions::key_hash, sessions::state))
                 .load(conn)?;
-            Ok(rows
-                .iter()
-                .any(|(k, s)| k.contains(&value) || s.contains(&value)))
+            Ok::<_, medlabel::error::ApiError>(
+                rows.iter()
+                    .any(|(k, s)| k.contains(&value) || s.contains(&value)),
+            )
         })
         .await
         .unwrap();

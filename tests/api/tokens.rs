@@ -66,7 +66,7 @@ async fn a_token_is_shown_once_works_as_bearer_and_stops_when_revoked() {
                 let hashes: Vec<String> = api_tokens::table
                     .select(api_tokens::token_hash)
                     .load(conn)?;
-                Ok(hashes.iter().any(|h| h.contains(&secret)))
+                Ok::<_, medlabel::error::ApiError>(hashes.iter().any(|h| h.contains(&secret)))
             }
         })
         .await

@@ -315,7 +315,7 @@ async fn code_search_over_the_full_icd10_list_finds_pneumonia_first() {
                     .map_err(medlabel::error::ApiError::internal)?;
             medlabel::codesets::import(conn, &parsed, |_| {})
                 .map_err(medlabel::error::ApiError::internal)?;
-            Ok(())
+            Ok::<_, medlabel::error::ApiError>(())
         })
         .await
         .unwrap();
