@@ -17,10 +17,13 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{password, tokens, AuthKind, CurrentUser, Role, RoleSet};
+use crate::changes::vocabulary::TermState;
+use crate::changes::{self, Change};
 use crate::db::DbConnection;
-use crate::history::{Action, Change, EntityType};
 use crate::imaging::ImageKind;
-use crate::models::{api_tokens, codes, diseases, images, labels, users};
+use crate::models::diseases::{self, Disease};
+use crate::models::labels::{self, Label};
+use crate::models::{api_tokens, codes, images, users};
 use crate::state::AppState;
 use crate::storage::Storage;
 
@@ -187,12 +190,14 @@ pub async fn create_dummy_data(
                 rng.random_range(0..10_000),
                 kind.extension()
             );
-            let labels_here: Vec<i64> = (0..rng.random_range(0..3))
-                .map(|_| label_ids[rng.random_range(0..label_ids.len())])
+            let labels_here: Vec<String> = (0..rng.random_range(0..3))
+                .map(|_| label_ids[rng.random_range(0..label_ids.len())].clone())
                 .collect();
             crate::db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
-                let image = images::insert_image(
+                let (image, _) = changes::images::create(
                     conn,
+                    doctor,
+                    &change,
                     images::NewImage {
                         uploaded_by: doctor.id,
                         description: Some(study),
@@ -205,19 +210,17 @@ pub async fn create_dummy_data(
                         object_key: key.as_ref(),
                     },
                 )?;
-                record_image(conn, doctor, &image.uuid, &change, Action::Create)?;
                 let mut done = Vec::new();
                 for label in labels_here {
                     if !done.contains(&label) {
-                        images::assign_label(
+                        changes::images::assign_label(
                             conn,
-                            image.id,
-                            label,
+                            doctor,
+                            &change,
+                            &image.id,
+                            &label,
                             Some("seen on review"),
-                            doctor.id,
                         )?;
-                        images::touch_image(conn, image.id)?;
-                        record_image(conn, doctor, &image.uuid, &change, Action::Update)?;
                         done.push(label);
                     }
                 }
@@ -229,21 +232,6 @@ pub async fn create_dummy_data(
         }
     }
     Ok(summary)
-}
-
-fn record_image(
-    conn: &mut DbConnection,
-    doctor: &CurrentUser,
-    uuid: &str,
-    change: &Change,
-    action: Action,
-) -> anyhow::Result<()> {
-    let image = images::find_live_image(conn, uuid)?;
-    let view = crate::api::images::image_view_of(conn, doctor, image)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    change
-        .record(conn, EntityType::Image, uuid, action, &view)
-        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn create_user(
@@ -295,71 +283,60 @@ fn create_user(
     Ok((user, dummy))
 }
 
-/// The diseases and labels of the vocabulary (reused when they exist); returns label ids.
+/// The diseases and labels of the vocabulary (reused when they exist), created as the API
+/// creates them ([`changes::vocabulary`]); returns the labels' public ids.
 fn vocabulary(
     conn: &mut DbConnection,
     change: &Change,
     summary: &mut DummySummary,
-) -> anyhow::Result<Vec<i64>> {
+) -> anyhow::Result<Vec<String>> {
     let mut label_ids = Vec::new();
     for (name, description, code_refs) in VOCABULARY {
-        let id = crate::db::write_transaction(conn, |conn| -> anyhow::Result<i64> {
-            let mut code_ids = Vec::new();
-            for code_ref in code_refs {
-                let (system, code) = code_ref.split_once(':').unwrap_or_default();
-                if let Ok(found) = codes::find_code(conn, system, code) {
-                    code_ids.push(found.id);
-                }
-            }
-            let disease = match diseases::list_diseases(conn, Some(name), None, None, 50)?
+        let id = crate::db::write_transaction(conn, |conn| -> anyhow::Result<String> {
+            // Codes that are not loaded are left out rather than refused.
+            let codes_here: Vec<(String, String)> = code_refs
+                .iter()
+                .filter_map(|code_ref| code_ref.split_once(':'))
+                .filter(|(system, code)| codes::find_code(conn, system, code).is_ok())
+                .map(|(system, code)| (system.to_owned(), code.to_owned()))
+                .collect();
+            let disease = match diseases::list(conn, Some(name), None, None, 50)?
                 .into_iter()
-                .find(|d| d.name == name)
+                .find(|d| d.name == *name)
             {
-                Some(existing) => existing,
+                Some(existing) => existing.uuid,
                 None => {
-                    let disease =
-                        diseases::insert_disease(conn, name, Some(description), change.user_id)?;
-                    diseases::set_disease_codes(conn, disease.id, &code_ids)?;
-                    let view = crate::api::diseases::disease_views(conn, vec![disease.clone()])
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    change
-                        .record(
-                            conn,
-                            EntityType::Disease,
-                            &disease.uuid,
-                            Action::Create,
-                            &view[0],
-                        )
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let new = TermState {
+                        name: (*name).to_owned(),
+                        description: Some((*description).to_owned()),
+                        is_active: true,
+                        links: codes_here,
+                    };
                     summary.diseases += 1;
-                    disease
+                    changes::vocabulary::create::<Disease>(conn, change, &new)?
+                        .0
+                        .id
                 }
             };
-            let label = match labels::list_labels(conn, Some(name), None, 50)?
+            let label = match labels::list(conn, Some(name), None, None, 50)?
                 .into_iter()
-                .find(|l| l.name == name)
+                .find(|l| l.name == *name)
             {
-                Some(existing) => existing,
+                Some(existing) => existing.uuid,
                 None => {
-                    let label =
-                        labels::insert_label(conn, name, Some(description), change.user_id)?;
-                    labels::set_label_diseases(conn, label.id, &[disease.id])?;
-                    let view = crate::api::labels::label_views(conn, vec![label.clone()])
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    change
-                        .record(
-                            conn,
-                            EntityType::Label,
-                            &label.uuid,
-                            Action::Create,
-                            &view[0],
-                        )
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let new = TermState {
+                        name: (*name).to_owned(),
+                        description: Some((*description).to_owned()),
+                        is_active: true,
+                        links: vec![disease],
+                    };
                     summary.labels += 1;
-                    label
+                    changes::vocabulary::create::<Label>(conn, change, &new)?
+                        .0
+                        .id
                 }
             };
-            Ok(label.id)
+            Ok(label)
         })?;
         label_ids.push(id);
     }

@@ -2,6 +2,9 @@
 //!
 //! - Handlers, extractors and middleware return [`ApiError`]; its variants are the statuses of
 //!   the contract. Validation failures carry field errors (`errors`).
+//! - Lower layers have their own error types, mapped to statuses here and nowhere else:
+//!   diesel's, [`crate::db::DbError`], object storage's and the upload and de-identified copy
+//!   errors of [`crate::storage`].
 //! - Diesel, pool and blocking-task errors convert centrally here: `NotFound` -> 404, unique
 //!   violation -> 409, pool exhausted or database down -> 503, anything else -> 500.
 //! - A 500 is logged with its cause chain and answered with the request id only; no SQL, paths
@@ -125,6 +128,40 @@ impl From<crate::db::DbError> for ApiError {
                 ApiError::internal(anyhow::anyhow!("blocking task failed: {message}"))
             }
             DbError::Query(err) => err.into(),
+        }
+    }
+}
+
+impl From<object_store::Error> for ApiError {
+    fn from(err: object_store::Error) -> Self {
+        tracing::error!(error = %err, "object storage failed");
+        ApiError::Unavailable("the image storage is unavailable".into())
+    }
+}
+
+impl From<crate::storage::upload::UploadError> for ApiError {
+    fn from(err: crate::storage::upload::UploadError) -> Self {
+        use crate::imaging::ImageError;
+        use crate::storage::upload::UploadError;
+        match err {
+            UploadError::Unreadable(_) => ApiError::BadRequest(err.to_string()),
+            UploadError::TooLarge(_) => ApiError::PayloadTooLarge(err.to_string()),
+            UploadError::Empty => ApiError::field("file", err.to_string()),
+            UploadError::Image(ImageError::Unsupported) => {
+                ApiError::UnsupportedMediaType(err.to_string())
+            }
+            UploadError::Image(other) => ApiError::field("file", other.to_string()),
+            UploadError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::storage::deidentified::CopyError> for ApiError {
+    fn from(err: crate::storage::deidentified::CopyError) -> Self {
+        use crate::storage::deidentified::CopyError;
+        match err {
+            CopyError::Store(err) => err.into(),
+            other => ApiError::internal(other),
         }
     }
 }

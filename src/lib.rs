@@ -3,6 +3,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod cli;
 pub mod codesets;
 pub mod config;
@@ -21,3 +22,4 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod text;
+pub mod views;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::users::{hash_password, UserResponse};
-use super::{parse_id, rfc3339, rfc3339_opt, JsonBody};
+use super::{parse_id, JsonBody};
 use crate::audit::record::{safe_username, LoginAttempt};
 use crate::auth::{password, throttle, Access, AuthKind, CurrentUser};
 use crate::db::now;
@@ -18,6 +18,7 @@ use crate::middleware::client_ip::ClientAddress;
 use crate::models::api_tokens::{self, ApiToken};
 use crate::models::{sessions, users};
 use crate::state::AppState;
+use crate::views::{rfc3339, rfc3339_opt};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/login").route(web::post().to(login).wrap(Access::Public)))

@@ -6,15 +6,19 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::conditional::{etag, Precondition};
+use super::conditional::{etag, precondition};
+use super::history::{entity_page, PageQuery};
 use super::pagination::{Page, PageRequest};
 use super::JsonBody;
 use crate::auth::{Access, CurrentUser, Role};
+use crate::changes::{self, Change};
 use crate::codesets::{known_system, normalise_code};
 use crate::error::ApiError;
-use crate::history::{Action, Change, EntityType};
-use crate::models::codes::{self, Code, NewCode};
+use crate::history::EntityType;
+use crate::models::codes::{self, Code, CodeChanges, NewCode};
 use crate::state::AppState;
+use crate::views::history::HistoryEntryResponse;
+pub use crate::views::vocabulary::CodeResponse;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let read = Access::roles(&[Role::Doctor, Role::Researcher]);
@@ -30,32 +34,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_code).wrap(read))
                 .route(web::patch().to(update_code).wrap(curate))
                 .route(web::delete().to(delete_code).wrap(curate)),
+        )
+        .service(
+            web::resource("/codes/{system}/{code}/history")
+                .route(web::get().to(code_history).wrap(read)),
         );
-}
-
-/// `Code` on the wire.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "system": "icd-10", "code": "J18.9", "description": "Pneumonia, unspecified organism", "billable": true, "is_active": true}))]
-pub struct CodeResponse {
-    pub id: String,
-    pub system: String,
-    pub code: String,
-    pub description: String,
-    pub billable: bool,
-    pub is_active: bool,
-}
-
-impl From<Code> for CodeResponse {
-    fn from(c: Code) -> Self {
-        CodeResponse {
-            id: c.uuid,
-            system: c.system_id,
-            code: c.code,
-            description: c.description,
-            billable: c.billable,
-            is_active: c.is_active,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -113,7 +96,7 @@ fn path_code(path: &(String, String)) -> Result<(String, String), ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/code-systems", tag = "codes", operation_id = "list_code_systems", summary = "Code systems with their number of codes", responses((status = 200, description = "Code systems", body = Vec<CodeSystemResponse>)))]
 async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.query(|conn| codes::list_systems(conn)).await?;
+    let rows = state.db.query(codes::list_systems).await?;
     let body: Vec<CodeSystemResponse> = rows
         .into_iter()
         .map(|(id, name, version, code_count)| CodeSystemResponse {
@@ -228,23 +211,7 @@ async fn create_code(
         .db
         .run(move |conn| {
             codes::ensure_code_systems(conn)?;
-            crate::db::write_transaction(conn, |conn| {
-                if codes::find_code(conn, &new.system_id, &new.code).is_ok() {
-                    return Err(ApiError::Conflict(format!(
-                        "{} {} exists already",
-                        new.system_id, new.code
-                    )));
-                }
-                let created = codes::insert_code(conn, &new)?;
-                change.record(
-                    conn,
-                    EntityType::Code,
-                    &created.uuid,
-                    Action::Create,
-                    &CodeResponse::from(created.clone()),
-                )?;
-                Ok(created)
-            })
+            crate::db::write_transaction(conn, |conn| changes::codes::create(conn, &change, &new))
         })
         .await?;
     Ok(code_response(created, actix_web::http::StatusCode::CREATED))
@@ -263,7 +230,7 @@ async fn get_code(
     Ok(code_response(found, actix_web::http::StatusCode::OK))
 }
 
-/// Applies a change to the code named by the path, honouring `If-Match`, and records it.
+/// Changes the code named by the path, honouring `If-Match`.
 async fn change_code(
     state: &AppState,
     req: &HttpRequest,
@@ -273,34 +240,16 @@ async fn change_code(
     is_active: Option<bool>,
 ) -> Result<Code, ApiError> {
     let (system, code) = path_code(path)?;
-    let precondition = Precondition::from_request(req);
-    let action = if is_active == Some(false) {
-        Action::Delete
-    } else {
-        Action::Update
-    };
+    let precondition = precondition(req);
     state
         .db
         .run(move |conn| {
             crate::db::write_transaction(conn, |conn| {
-                let current = codes::find_code(conn, &system, &code)?;
-                precondition.check(current.version)?;
-                let updated = codes::update_code(
-                    conn,
-                    current.id,
-                    current.version,
-                    description.as_deref(),
+                let changes = CodeChanges {
+                    description: description.as_deref(),
                     is_active,
-                )?
-                .ok_or(ApiError::PreconditionFailed)?;
-                change.record(
-                    conn,
-                    EntityType::Code,
-                    &updated.uuid,
-                    action,
-                    &CodeResponse::from(updated.clone()),
-                )?;
-                Ok(updated)
+                };
+                changes::codes::update(conn, &change, (&system, &code), &precondition, &changes)
             })
         })
         .await
@@ -337,4 +286,19 @@ async fn delete_code(
 ) -> Result<HttpResponse, ApiError> {
     change_code(&state, &req, Change::by(&caller), &path, None, Some(false)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/codes/{system}/{code}/history", tag = "history", operation_id = "list_code_history", summary = "A code's history, oldest first", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+async fn code_history(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    path: web::Path<(String, String)>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (system, code) = path_code(&path)?;
+    let uuid = state
+        .db
+        .query(move |conn| Ok(codes::find_code(conn, &system, &code)?.uuid))
+        .await?;
+    entity_page(&state, caller, EntityType::Code, uuid, query.into_inner()).await
 }

@@ -1,26 +1,24 @@
 //! Diseases: list, search, read for every role; researchers and admins create, edit and
-//! deactivate. A disease links codes given as `{"system", "code"}`.
+//! deactivate. A disease links codes given as `{"system", "code"}`. The writes are
+//! [`crate::changes::vocabulary`]'s.
 
-use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::codes::CodeResponse;
-use super::conditional::{etag, Precondition};
+use super::history::{entity_page, PageQuery};
 use super::pagination::{Page, PageRequest};
-use super::users::UserRef;
-use super::{nullable, parse_id, present, rfc3339, JsonBody};
+use super::{nullable, parse_id, present, vocabulary, JsonBody};
 use crate::auth::{Access, CurrentUser, Role};
+use crate::changes::vocabulary::{TermState, TermUpdate};
 use crate::codesets::{known_system, normalise_code};
-use crate::db::DbConnection;
 use crate::error::ApiError;
-use crate::history::{Action, Change, EntityType};
+use crate::history::EntityType;
 use crate::models::codes;
 use crate::models::diseases::{self, Disease};
-use crate::models::users::user_refs;
 use crate::state::AppState;
+use crate::views::history::HistoryEntryResponse;
+use crate::views::vocabulary::{disease_responses, DiseaseResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let read = Access::roles(&[Role::Doctor, Role::Researcher]);
@@ -35,23 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_disease).wrap(read))
             .route(web::patch().to(update_disease).wrap(curate))
             .route(web::delete().to(delete_disease).wrap(curate)),
+    )
+    .service(
+        web::resource("/diseases/{id}/history").route(web::get().to(disease_history).wrap(read)),
     );
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DiseaseResponse {
-    pub id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub codes: Vec<CodeResponse>,
-    pub created_by: UserRef,
-    pub is_active: bool,
-    #[serde(serialize_with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
-    pub created_at: NaiveDateTime,
-    #[serde(serialize_with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
-    pub updated_at: NaiveDateTime,
 }
 
 /// `{"system", "code"}` as clients name a code.
@@ -114,36 +99,10 @@ pub struct UpdateDiseaseRequest {
     pub codes: Option<Vec<CodeRef>>,
 }
 
-/// The full responses for some diseases: their codes and creators, in two queries.
-pub fn disease_views(
-    conn: &mut DbConnection,
-    rows: Vec<Disease>,
-) -> Result<Vec<DiseaseResponse>, ApiError> {
-    let ids: Vec<i64> = rows.iter().map(|d| d.id).collect();
-    let creators: Vec<i64> = rows.iter().map(|d| d.created_by).collect();
-    let mut codes = diseases::codes_of(conn, &ids)?;
-    let users = user_refs(conn, &creators)?;
-    Ok(rows
-        .into_iter()
-        .map(|d| {
-            let (uuid, username) = users.get(&d.created_by).cloned().unwrap_or_default();
-            DiseaseResponse {
-                codes: codes
-                    .remove(&d.id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(CodeResponse::from)
-                    .collect(),
-                created_by: UserRef { id: uuid, username },
-                id: d.uuid,
-                name: d.name,
-                description: d.description,
-                is_active: d.is_active,
-                created_at: d.created_at,
-                updated_at: d.updated_at,
-            }
-        })
-        .collect())
+impl CodeRef {
+    fn pair(self) -> (String, String) {
+        (self.system, self.code)
+    }
 }
 
 /// Parses `system:code` (as in `?code=icd-10:J18.9`).
@@ -161,64 +120,6 @@ pub fn parse_code_filter(raw: &str) -> Result<(String, String), ApiError> {
     Ok((system.to_owned(), code))
 }
 
-/// The ids of the named codes; any that do not exist are a field error on `codes`.
-/// The ids of the active codes named by `refs`; 422 (`errors.codes`) naming every one that
-/// does not exist or is inactive. Used by direct writes and reverts alike.
-pub(crate) fn resolve_codes(
-    conn: &mut DbConnection,
-    refs: &[CodeRef],
-) -> Result<Vec<i64>, ApiError> {
-    let mut ids = Vec::new();
-    let mut missing = Vec::new();
-    for r in refs {
-        let found = normalise_code(&r.system, &r.code)
-            .ok()
-            .and_then(|code| codes::find_code(conn, &r.system, &code).ok())
-            .filter(|c| c.is_active);
-        match found {
-            Some(c) if !ids.contains(&c.id) => ids.push(c.id),
-            Some(_) => {}
-            None => missing.push(format!("{}:{} does not exist", r.system, r.code)),
-        }
-    }
-    if missing.is_empty() {
-        Ok(ids)
-    } else {
-        Err(ApiError::Validation(
-            [("codes".to_owned(), missing)].into_iter().collect(),
-        ))
-    }
-}
-
-fn disease_response(view: DiseaseResponse, version: i32, status: StatusCode) -> HttpResponse {
-    let mut res = HttpResponse::build(status);
-    res.insert_header((header::ETAG, etag(version)));
-    if status == StatusCode::CREATED {
-        res.insert_header((header::LOCATION, format!("/api/v1/diseases/{}", view.id)));
-    }
-    res.json(view)
-}
-
-fn single(conn: &mut DbConnection, disease: Disease) -> Result<(DiseaseResponse, i32), ApiError> {
-    let version = disease.version;
-    let view = disease_views(conn, vec![disease])?
-        .pop()
-        .ok_or(ApiError::NotFound)?;
-    Ok((view, version))
-}
-
-/// Like [`single`], and records the disease as it is now in its history.
-fn single_recorded(
-    conn: &mut DbConnection,
-    disease: Disease,
-    change: &Change,
-    action: Action,
-) -> Result<(DiseaseResponse, i32), ApiError> {
-    let (view, version) = single(conn, disease)?;
-    change.record(conn, EntityType::Disease, &view.id, action, &view)?;
-    Ok((view, version))
-}
-
 #[utoipa::path(get, path = "/api/v1/diseases", tag = "diseases", operation_id = "list_diseases", summary = "Active diseases, by name or code", params(ListDiseasesQuery), responses((status = 200, description = "A page of diseases", body = Page<DiseaseResponse>)))]
 async fn list_diseases(
     state: web::Data<AppState>,
@@ -229,23 +130,23 @@ async fn list_diseases(
     let code = query.code.as_deref().map(parse_code_filter).transpose()?;
     let q = query.q.filter(|q| !q.trim().is_empty());
     let (after, fetch) = (page.after.clone(), page.fetch());
-    let views = state
+    let responses = state
         .db
-        .run(move |conn| {
+        .query(move |conn| {
             let code_id = match code {
                 Some((system, code)) => match codes::find_code(conn, &system, &code) {
                     Ok(c) => Some(c.id),
+                    // A filter naming nothing matches nothing.
                     Err(diesel::result::Error::NotFound) => return Ok(Vec::new()),
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 },
                 None => None,
             };
-            let rows =
-                diseases::list_diseases(conn, q.as_deref(), code_id, after.as_deref(), fetch)?;
-            disease_views(conn, rows)
+            let rows = diseases::list(conn, q.as_deref(), code_id, after.as_deref(), fetch)?;
+            disease_responses(conn, rows)
         })
         .await?;
-    let body: Page<DiseaseResponse> = page.finish(views, |d| &d.id, |d| d);
+    let body: Page<DiseaseResponse> = page.finish(responses, |d| &d.id, |d| d);
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -257,26 +158,13 @@ async fn create_disease(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     body.validate()?;
-    let change = Change::by(&caller);
-    let (view, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let name = body.name.trim();
-                let code_ids = resolve_codes(conn, &body.codes)?;
-                if diseases::name_taken(conn, name, None)? {
-                    return Err(ApiError::Conflict(format!(
-                        "a disease named {name:?} exists already"
-                    )));
-                }
-                let disease =
-                    diseases::insert_disease(conn, name, body.description.as_deref(), caller.id)?;
-                diseases::set_disease_codes(conn, disease.id, &code_ids)?;
-                single_recorded(conn, disease, &change, Action::Create)
-            })
-        })
-        .await?;
-    Ok(disease_response(view, version, StatusCode::CREATED))
+    let new = TermState {
+        name: body.name,
+        description: body.description,
+        is_active: true,
+        links: body.codes.into_iter().map(CodeRef::pair).collect(),
+    };
+    vocabulary::create::<Disease>(state, caller, new, "diseases").await
 }
 
 #[utoipa::path(get, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "get_disease", summary = "A disease", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
@@ -284,15 +172,7 @@ async fn get_disease(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let (view, version) = state
-        .db
-        .run(move |conn| {
-            let disease = diseases::find_disease(conn, &id)?;
-            single(conn, disease)
-        })
-        .await?;
-    Ok(disease_response(view, version, StatusCode::OK))
+    vocabulary::get::<Disease>(state, parse_id(&id)?, "diseases").await
 }
 
 #[utoipa::path(patch, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "update_disease", summary = "Change a disease (honours If-Match)", request_body(content = UpdateDiseaseRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -306,45 +186,14 @@ async fn update_disease(
     let id = parse_id(&id)?;
     let body = body.into_inner();
     body.validate()?;
-    let precondition = Precondition::from_request(&req);
-    let change = Change::by(&caller);
-    let (view, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let current = diseases::find_disease(conn, &id)?;
-                precondition.check(current.version)?;
-                let name = body.name.as_deref().map(str::trim);
-                if let Some(name) = name {
-                    if current.is_active && diseases::name_taken(conn, name, Some(current.id))? {
-                        return Err(ApiError::Conflict(format!(
-                            "a disease named {name:?} exists already"
-                        )));
-                    }
-                }
-                let code_ids = body
-                    .codes
-                    .as_deref()
-                    .map(|c| resolve_codes(conn, c))
-                    .transpose()?;
-                let description = body.description.as_ref().map(|d| d.as_deref());
-                let updated = diseases::update_disease(
-                    conn,
-                    current.id,
-                    current.version,
-                    name,
-                    description,
-                    None,
-                )?
-                .ok_or(ApiError::PreconditionFailed)?;
-                if let Some(code_ids) = code_ids {
-                    diseases::set_disease_codes(conn, updated.id, &code_ids)?;
-                }
-                single_recorded(conn, updated, &change, Action::Update)
-            })
-        })
-        .await?;
-    Ok(disease_response(view, version, StatusCode::OK))
+    let update = TermUpdate {
+        name: body.name,
+        description: body.description,
+        links: body
+            .codes
+            .map(|codes| codes.into_iter().map(CodeRef::pair).collect()),
+    };
+    vocabulary::update::<Disease>(state, caller, req, id, update, "diseases").await
 }
 
 #[utoipa::path(delete, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "delete_disease", summary = "Deactivate a disease (honours If-Match)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -354,31 +203,16 @@ async fn delete_disease(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    vocabulary::deactivate::<Disease>(state, caller, req, parse_id(&id)?).await
+}
+
+#[utoipa::path(get, path = "/api/v1/diseases/{id}/history", tag = "history", operation_id = "list_disease_history", summary = "A disease's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+async fn disease_history(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    id: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let precondition = Precondition::from_request(&req);
-    let change = Change::by(&caller);
-    state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let current = diseases::find_disease(conn, &id)?;
-                precondition.check(current.version)?;
-                if !current.is_active {
-                    return Ok::<_, ApiError>(());
-                }
-                let updated = diseases::update_disease(
-                    conn,
-                    current.id,
-                    current.version,
-                    None,
-                    None,
-                    Some(false),
-                )?
-                .ok_or(ApiError::PreconditionFailed)?;
-                single_recorded(conn, updated, &change, Action::Delete)?;
-                Ok(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    entity_page(&state, caller, EntityType::Disease, id, query.into_inner()).await
 }

@@ -8,13 +8,12 @@ use futures_util::stream;
 use serde::{Deserialize, Serialize};
 
 use super::pagination::{Page, PageRequest};
-use super::rfc3339;
-use super::users::UserRef;
 use crate::auth::{Access, Role};
 use crate::error::ApiError;
 use crate::models::events::{self, Event, EventFilter};
 use crate::models::users;
 use crate::state::AppState;
+use crate::views::{rfc3339, UserRef};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -250,7 +249,7 @@ fn csv_records(rows: &[(Event, Option<(String, String)>)], header: bool) -> Vec<
         let fields = [
             event.uuid.clone(),
             event.request_id.clone(),
-            super::rfc3339_text(&event.occurred_at),
+            crate::views::rfc3339_text(&event.occurred_at),
             user_id,
             username,
             event.auth.clone(),

@@ -26,7 +26,7 @@ pub struct GroupResponse {
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "users", operation_id = "list_groups", summary = "The role groups (admin)", responses((status = 200, description = "Groups", body = Vec<GroupResponse>)))]
 async fn list_groups(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.query(|conn| groups::list_groups(conn)).await?;
+    let rows = state.db.query(groups::list_groups).await?;
     let body: Vec<GroupResponse> = rows
         .into_iter()
         .map(|g| GroupResponse {

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::pagination::{Page, PageRequest};
-use super::{nullable, parse_id, present, rfc3339, JsonBody};
+use super::{nullable, parse_id, present, JsonBody};
 use crate::auth::{password, Access, CurrentUser, Role, RoleSet};
 use crate::error::{ApiError, FieldErrors};
 use crate::models::users::{self, NewUser, User, UserChanges};
 use crate::models::{api_tokens, sessions};
 use crate::state::AppState;
+use crate::views::rfc3339;
+pub use crate::views::UserRef;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let admin = Access::roles(&[Role::Admin]);
@@ -55,13 +57,6 @@ impl UserResponse {
             created_at: user.created_at,
         }
     }
-}
-
-/// `{"id", "username"}`: how other entities name a user.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct UserRef {
-    pub id: String,
-    pub username: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

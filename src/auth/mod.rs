@@ -9,6 +9,7 @@
 pub mod access;
 pub mod authenticate;
 pub mod password;
+pub mod policy;
 pub mod session_store;
 pub mod throttle;
 pub mod tokens;

@@ -135,15 +135,25 @@ pub fn insert_code(conn: &mut DbConnection, new: &NewCode) -> QueryResult<Code> 
         .first(conn)
 }
 
-/// Applies a change when the row is still at `version` (optimistic concurrency); returns the
+/// What an update of a code changes (`None`: unchanged).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodeChanges<'a> {
+    pub description: Option<&'a str>,
+    pub is_active: Option<bool>,
+}
+
+/// Applies `changes` when the row is still at `version` (optimistic concurrency); returns the
 /// new row, or `None` when another change came first.
 pub fn update_code(
     conn: &mut DbConnection,
     id: i64,
     version: i32,
-    description: Option<&str>,
-    is_active: Option<bool>,
+    changes: &CodeChanges<'_>,
 ) -> QueryResult<Option<Code>> {
+    let CodeChanges {
+        description,
+        is_active,
+    } = *changes;
     let target = codes::table
         .filter(codes::id.eq(id))
         .filter(codes::version.eq(version));

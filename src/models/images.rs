@@ -73,15 +73,26 @@ pub fn find_live_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image
         .first(conn)
 }
 
-/// Applies a change when the row is still at `version`; `None` when another change came first.
-/// `delete` marks the image deleted (it leaves lists and reads).
+/// What an update of an image changes. `description: Some(None)` clears it; `delete` marks
+/// the image deleted (it stays in history, and a revert brings it back).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageChanges<'a> {
+    pub description: Option<Option<&'a str>>,
+    pub delete: bool,
+}
+
+/// Applies `changes` when the live row is still at `version`; `None` when another change
+/// came first.
 pub fn update_image(
     conn: &mut DbConnection,
     id: i64,
     version: i32,
-    description: Option<Option<&str>>,
-    delete: bool,
+    changes: &ImageChanges<'_>,
 ) -> QueryResult<Option<Image>> {
+    let ImageChanges {
+        description,
+        delete,
+    } = *changes;
     let at = now();
     let target = images::table
         .filter(images::id.eq(id))

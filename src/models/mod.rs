@@ -12,6 +12,7 @@ pub mod labels;
 pub mod login_failures;
 pub mod sessions;
 pub mod users;
+pub mod vocabulary;
 
 /// A new public identifier: UUID v7, time-ordered, so keyset pagination by it follows creation.
 pub fn new_uuid() -> String {

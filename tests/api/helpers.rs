@@ -86,9 +86,8 @@ fn probes(cfg: &mut web::ServiceConfig) {
                     .db
                     .run(move |conn| {
                         medlabel::db::write_transaction(conn, |conn| {
-                            let label = medlabel::models::labels::insert_label(
-                                conn, "probe", None, caller.id,
-                            )?;
+                            let label =
+                                medlabel::models::labels::insert(conn, "probe", None, caller.id)?;
                             change.record(
                                 conn,
                                 EntityType::Label,
@@ -121,7 +120,7 @@ fn probes(cfg: &mut web::ServiceConfig) {
                     .db
                     .run(move |conn| {
                         medlabel::db::write_transaction(conn, |conn| {
-                            medlabel::models::labels::insert_label(
+                            medlabel::models::labels::insert(
                                 conn,
                                 "half-written",
                                 None,

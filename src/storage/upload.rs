@@ -14,8 +14,27 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::imaging::{self, Dimensions, ImageError, ImageKind};
+
+/// Why an upload was not stored (mapped to problems in `error.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The request body broke off or is not a valid multipart body (400).
+    #[error("the upload could not be read: {0}")]
+    Unreadable(String),
+    /// More than the configured maximum (413).
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// No bytes (422 on `file`).
+    #[error("the file is empty")]
+    Empty,
+    /// Not PNG, JPEG or DICOM (415), or not a well-formed one (422 on `file`).
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The object store failed (503).
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+}
 
 /// Part size of the multipart upload (S3's minimum is 5 MiB), and parts in flight at once.
 const PART_BYTES: usize = 5 << 20;
@@ -85,17 +104,6 @@ impl Drop for PendingObject {
     }
 }
 
-fn file_error(message: impl Into<String>) -> ApiError {
-    ApiError::field("file", message)
-}
-
-fn map_image_error(err: ImageError) -> ApiError {
-    match err {
-        ImageError::Unsupported => ApiError::UnsupportedMediaType(err.to_string()),
-        other => file_error(other.to_string()),
-    }
-}
-
 /// Streams the `file` part into the store under `key`. On error the caller gets the error and
 /// nothing stays stored; on success the caller must `keep()` the object once a row names it.
 pub async fn store_file_part(
@@ -103,7 +111,7 @@ pub async fn store_file_part(
     key: Path,
     field: &mut Field,
     max_bytes: u64,
-) -> Result<(StoredFile, PendingObject), ApiError> {
+) -> Result<(StoredFile, PendingObject), UploadError> {
     let mut pending = PendingObject {
         store: store.clone(),
         key: key.clone(),
@@ -117,15 +125,12 @@ pub async fn store_file_part(
     let mut size: u64 = 0;
     let mut kind: Option<ImageKind> = None;
 
-    let outcome: Result<(), ApiError> = async {
+    let outcome: Result<(), UploadError> = async {
         while let Some(chunk) = field.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("the upload could not be read: {e}")))?;
+            let chunk = chunk.map_err(|e| UploadError::Unreadable(e.to_string()))?;
             size += chunk.len() as u64;
             if size > max_bytes {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "the file is larger than {max_bytes} bytes"
-                )));
+                return Err(UploadError::TooLarge(max_bytes));
             }
             hasher.update(&chunk);
             if head.len() < imaging::HEAD_BYTES {
@@ -140,11 +145,7 @@ pub async fn store_file_part(
                 if head.len() < imaging::SNIFF_BYTES {
                     continue;
                 }
-                kind = Some(
-                    imaging::sniff(&head)
-                        .ok_or(ImageError::Unsupported)
-                        .map_err(map_image_error)?,
-                );
+                kind = Some(imaging::sniff(&head).ok_or(ImageError::Unsupported)?);
                 // The type is known: start storing, with everything read so far. Earlier chunks
                 // are all in `head`; of this chunk, what did not fit in `head` follows it.
                 let mut writer = start_upload(&store, &key).await?;
@@ -155,10 +156,7 @@ pub async fn store_file_part(
                 continue;
             }
             if let Some(writer) = pending.writer.as_mut() {
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(storage_error)?;
+                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
                 writer.write(&chunk);
             }
         }
@@ -175,11 +173,9 @@ pub async fn store_file_part(
         Some(kind) => kind,
         None => {
             if size == 0 {
-                return Err(file_error("the file is empty"));
+                return Err(UploadError::Empty);
             }
-            let kind = imaging::sniff(&head)
-                .ok_or(ImageError::Unsupported)
-                .map_err(map_image_error)?;
+            let kind = imaging::sniff(&head).ok_or(ImageError::Unsupported)?;
             let mut writer = start_upload(&store, &key).await?;
             writer.write(&head);
             pending.writer = Some(writer);
@@ -190,14 +186,14 @@ pub async fn store_file_part(
         Ok(d) => d,
         Err(err) => {
             pending.discard().await;
-            return Err(map_image_error(err));
+            return Err(err.into());
         }
     };
     if let Some(writer) = pending.writer.take() {
         pending.written = true;
         if let Err(err) = writer.finish().await {
             pending.discard().await;
-            return Err(storage_error(err));
+            return Err(err.into());
         }
     }
     let stored = StoredFile {
@@ -212,44 +208,7 @@ pub async fn store_file_part(
 async fn start_upload(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
-) -> Result<WriteMultipart, ApiError> {
-    let upload = store.put_multipart(key).await.map_err(storage_error)?;
+) -> Result<WriteMultipart, UploadError> {
+    let upload = store.put_multipart(key).await?;
     Ok(WriteMultipart::new_with_chunk_size(upload, PART_BYTES))
-}
-
-pub fn storage_error(err: object_store::Error) -> ApiError {
-    tracing::error!(error = %err, "object storage failed");
-    ApiError::Unavailable("the image storage is unavailable".into())
-}
-
-/// The client's file name as harmless metadata: no path, no control characters, 255 characters
-/// at most; `None` when nothing is left.
-pub fn sanitise_filename(raw: &str) -> Option<String> {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
-    (!cleaned.is_empty()).then_some(cleaned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filenames_lose_paths_and_control_characters() {
-        assert_eq!(
-            sanitise_filename("../../etc/passwd").as_deref(),
-            Some("passwd")
-        );
-        assert_eq!(
-            sanitise_filename("C:\\scans\\chest\u{0}.png").as_deref(),
-            Some("chest.png")
-        );
-        assert_eq!(sanitise_filename("  ").as_deref(), None);
-        assert_eq!(sanitise_filename(".hidden").as_deref(), Some("hidden"));
-        assert_eq!(
-            sanitise_filename(&"a".repeat(300)).map(|s| s.len()),
-            Some(255)
-        );
-    }
 }

@@ -1,0 +1,173 @@
+//! `POST /images`: the multipart upload, streamed into storage ([`crate::storage::upload`])
+//! and filed once the file is known good; a failed upload leaves nothing stored.
+
+use actix_multipart::Multipart;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+
+use super::{image_answer, ImageResponse, UploadImageForm};
+use crate::api::NUL_MESSAGE;
+use crate::auth::CurrentUser;
+use crate::changes::{self, Change};
+use crate::error::ApiError;
+use crate::models::images::NewImage;
+use crate::state::AppState;
+use crate::storage::upload::store_file_part;
+use crate::storage::Storage;
+
+#[utoipa::path(post, path = "/api/v1/images", tag = "images", operation_id = "upload_image", summary = "Upload a PNG, JPEG or DICOM image (streamed)", request_body(content = UploadImageForm, content_type = "multipart/form-data"), responses((status = 201, description = "Stored", body = ImageResponse, headers(("Location" = String, description = "the new entity")))))]
+pub async fn upload_image(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the image as multipart/form-data with a `file` part".into(),
+        ));
+    }
+    let max = state.settings.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max.saturating_add(1 << 20)) {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "uploads are limited to {max} bytes"
+        )));
+    }
+
+    let mut multipart = Multipart::new(req.headers(), payload);
+    let mut description: Option<String> = None;
+    let mut stored = None;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(|e| {
+            ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
+        })?;
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" if stored.is_none() => {
+                let filename = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .and_then(sanitise_filename);
+                let key = Storage::new_image_key();
+                let (file, pending) =
+                    store_file_part(state.storage.store().clone(), key, &mut field, max).await?;
+                stored = Some((file, pending, filename));
+            }
+            "file" => return Err(ApiError::field("file", "send exactly one file")),
+            "description" => {
+                let mut text = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
+                    })?;
+                    text.extend_from_slice(&chunk);
+                    if text.len() > 8 * 2000 {
+                        return Err(ApiError::field(
+                            "description",
+                            "must be at most 2000 characters",
+                        ));
+                    }
+                }
+                let text = String::from_utf8(text)
+                    .map_err(|_| ApiError::field("description", "must be UTF-8 text"))?;
+                if text.contains('\0') {
+                    return Err(ApiError::field("description", NUL_MESSAGE));
+                }
+                if text.chars().count() > 2000 {
+                    return Err(ApiError::field(
+                        "description",
+                        "must be at most 2000 characters",
+                    ));
+                }
+                description = Some(text);
+            }
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    "unknown part; send `file` and optionally `description`",
+                ))
+            }
+        }
+    }
+    let Some((file, pending, filename)) = stored else {
+        return Err(ApiError::field("file", "a `file` part is required"));
+    };
+    let object_key = pending.key().to_string();
+    let change = Change::by(&caller);
+    let result = state
+        .db
+        .run(move |conn| {
+            crate::db::write_transaction(conn, |conn| {
+                changes::images::create(
+                    conn,
+                    &caller,
+                    &change,
+                    NewImage {
+                        uploaded_by: caller.id,
+                        description: description.as_deref(),
+                        content_type: file.kind.content_type(),
+                        size_bytes: file.size as i64,
+                        sha256: &file.sha256,
+                        width: file.dimensions.width.map(|w| w as i32),
+                        height: file.dimensions.height.map(|h| h as i32),
+                        original_filename: filename.as_deref(),
+                        object_key: &object_key,
+                    },
+                )
+            })
+        })
+        .await;
+    match result {
+        Ok((view, version)) => {
+            pending.keep();
+            Ok(image_answer(view, version, StatusCode::CREATED))
+        }
+        Err(err) => {
+            pending.discard().await;
+            Err(err)
+        }
+    }
+}
+
+/// The client's file name as harmless metadata: no path, no control characters, 255 characters
+/// at most; `None` when nothing is left.
+pub fn sanitise_filename(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_lose_paths_and_control_characters() {
+        assert_eq!(
+            sanitise_filename("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            sanitise_filename("C:\\scans\\chest\u{0}.png").as_deref(),
+            Some("chest.png")
+        );
+        assert_eq!(sanitise_filename("  ").as_deref(), None);
+        assert_eq!(sanitise_filename(".hidden").as_deref(), Some("hidden"));
+        assert_eq!(
+            sanitise_filename(&"a".repeat(300)).map(|s| s.len()),
+            Some(255)
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! The handler bodies labels and diseases share ([`crate::changes::vocabulary::Term`]): read
+//! one, create, update, deactivate. `labels.rs` and `diseases.rs` keep their routes, request
+//! types and OpenAPI annotations, and call these.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::conditional::{etag, precondition};
+use crate::auth::CurrentUser;
+use crate::changes::vocabulary::{self, Term, TermState, TermUpdate};
+use crate::changes::Change;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The answer for one term: its response, the ETag of `version`, and for a 201 the
+/// `Location` under `/api/v1/{collection}/`.
+fn term_response<T: Term>(
+    response: T::Response,
+    version: i32,
+    status: StatusCode,
+    collection: &str,
+) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::ETAG, etag(version)));
+    if status == StatusCode::CREATED {
+        let location = format!("/api/v1/{collection}/{}", T::response_id(&response));
+        res.insert_header((header::LOCATION, location));
+    }
+    res.json(response)
+}
+
+/// `GET /{collection}/{id}`: a term, active or not.
+pub(super) async fn get<T>(
+    state: web::Data<AppState>,
+    id: String,
+    collection: &'static str,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Term + Send + 'static,
+    T::LinkRef: Send + 'static,
+    T::Response: Send + 'static,
+{
+    let (response, version) = state
+        .db
+        .run(move |conn| {
+            let row = T::find(conn, &id)?;
+            vocabulary::response(conn, row)
+        })
+        .await?;
+    Ok(term_response::<T>(
+        response,
+        version,
+        StatusCode::OK,
+        collection,
+    ))
+}
+
+/// `POST /{collection}`: 201 with the new term.
+pub(super) async fn create<T>(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    new: TermState<T::LinkRef>,
+    collection: &'static str,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Term + Send + 'static,
+    T::LinkRef: Send + 'static,
+    T::Response: Send + 'static,
+{
+    let change = Change::by(&caller);
+    let (response, version) = state
+        .db
+        .run(move |conn| {
+            crate::db::write_transaction(conn, |conn| vocabulary::create::<T>(conn, &change, &new))
+        })
+        .await?;
+    Ok(term_response::<T>(
+        response,
+        version,
+        StatusCode::CREATED,
+        collection,
+    ))
+}
+
+/// `PATCH /{collection}/{id}` (honours `If-Match`).
+pub(super) async fn update<T>(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    id: String,
+    update: TermUpdate<T::LinkRef>,
+    collection: &'static str,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Term + Send + 'static,
+    T::LinkRef: Send + 'static,
+    T::Response: Send + 'static,
+{
+    let change = Change::by(&caller);
+    let precondition = precondition(&req);
+    let (response, version) = state
+        .db
+        .run(move |conn| {
+            crate::db::write_transaction(conn, |conn| {
+                vocabulary::update::<T>(conn, &change, &id, &precondition, &update)
+            })
+        })
+        .await?;
+    Ok(term_response::<T>(
+        response,
+        version,
+        StatusCode::OK,
+        collection,
+    ))
+}
+
+/// `DELETE /{collection}/{id}`: deactivates (honours `If-Match`); 204.
+pub(super) async fn deactivate<T>(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    req: HttpRequest,
+    id: String,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Term + Send + 'static,
+    T::LinkRef: Send + 'static,
+    T::Response: Send + 'static,
+{
+    let change = Change::by(&caller);
+    let precondition = precondition(&req);
+    state
+        .db
+        .run(move |conn| {
+            crate::db::write_transaction(conn, |conn| {
+                vocabulary::deactivate::<T>(conn, &change, &id, &precondition)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

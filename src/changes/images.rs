@@ -1,0 +1,210 @@
+//! Writes of images and their diagnoses: upload, description, deletion, labels on and off,
+//! revert. Every change of an image (its label set included) records the image as its editor
+//! sees it after the change. Only the uploading doctor and admins change an image
+//! ([`policy::may_edit_image`]): a visible image they may not change is 403, an invisible one
+//! 404.
+
+use super::snapshots::ImageV1;
+use super::{versioned, Change, Precondition};
+use crate::auth::policy::{self, Uploader};
+use crate::auth::CurrentUser;
+use crate::db::DbConnection;
+use crate::error::ApiError;
+use crate::history::{Action, EntityType};
+use crate::models::images::{self, Image, ImageChanges, NewImage};
+use crate::models::{labels, users};
+use crate::views::images::{
+    assignment_responses, find_visible, image_response, ImageResponse, LabelAssignmentResponse,
+};
+
+/// The live image `uuid` if the caller may change it: invisible -> 404, visible but not
+/// theirs -> 403.
+pub fn find_editable(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    uuid: &str,
+) -> Result<Image, ApiError> {
+    let (image, _) = find_visible(conn, caller, uuid)?;
+    authorise_edit(caller, &image)?;
+    Ok(image)
+}
+
+/// 403 unless the caller may change `image`.
+pub fn authorise_edit(caller: &CurrentUser, image: &Image) -> Result<(), ApiError> {
+    if policy::may_edit_image(caller, Uploader::Id(image.uploaded_by)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(policy::NOT_IMAGE_EDITOR.into()))
+    }
+}
+
+/// Records `image` as it is now after `action`; returns the caller's response and version.
+/// Editors see the whole image, so the snapshot is complete.
+fn recorded(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    image: Image,
+    action: Action,
+) -> Result<(ImageResponse, i32), ApiError> {
+    let (response, version) = image_response(conn, caller, image)?;
+    change.record(conn, EntityType::Image, &response.id, action, &response)?;
+    Ok((response, version))
+}
+
+/// Records the image's state after a change of its label set (an update of the image).
+fn record_diagnosis(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    image: &Image,
+) -> Result<(), ApiError> {
+    images::touch_image(conn, image.id)?;
+    let image = images::find_live_image(conn, &image.uuid)?;
+    recorded(conn, caller, change, image, Action::Update)?;
+    Ok(())
+}
+
+/// Files an uploaded image (its bytes already stored under `new.object_key`).
+pub fn create(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    new: NewImage<'_>,
+) -> Result<(ImageResponse, i32), ApiError> {
+    let image = images::insert_image(conn, new)?;
+    recorded(conn, caller, change, image, Action::Create)
+}
+
+/// Changes image `uuid` as the client read it: its description, or its deletion.
+pub fn update(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    uuid: &str,
+    precondition: &Precondition,
+    changes: &ImageChanges<'_>,
+) -> Result<(ImageResponse, i32), ApiError> {
+    let image = find_editable(conn, caller, uuid)?;
+    precondition.check(image.version)?;
+    let updated = versioned(images::update_image(
+        conn,
+        image.id,
+        image.version,
+        changes,
+    )?)?;
+    let action = if changes.delete {
+        Action::Delete
+    } else {
+        Action::Update
+    };
+    recorded(conn, caller, change, updated, action)
+}
+
+/// Puts active label `label_uuid` on image `uuid` (409 when it is there already).
+pub fn assign_label(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    uuid: &str,
+    label_uuid: &str,
+    note: Option<&str>,
+) -> Result<LabelAssignmentResponse, ApiError> {
+    let image = find_editable(conn, caller, uuid)?;
+    let label = uuid::Uuid::parse_str(label_uuid)
+        .ok()
+        .and_then(|u| labels::find(conn, &u.to_string()).ok())
+        .filter(|l| l.is_active)
+        .ok_or_else(|| ApiError::field("label_id", "no active label has this id"))?;
+    let held = |conn: &mut DbConnection| -> Result<_, ApiError> {
+        Ok(images::assignments_of(conn, &[image.id])?
+            .remove(&image.id)
+            .unwrap_or_default())
+    };
+    if held(conn)?.iter().any(|a| a.label_id == label.id) {
+        return Err(ApiError::Conflict(format!(
+            "the label {:?} is already on this image",
+            label.name
+        )));
+    }
+    images::assign_label(conn, image.id, label.id, note, caller.id)?;
+    record_diagnosis(conn, caller, change, &image)?;
+    let row = held(conn)?
+        .into_iter()
+        .find(|a| a.label_id == label.id)
+        .ok_or(ApiError::NotFound)?;
+    Ok(assignment_responses(conn, std::slice::from_ref(&row))?.remove(0))
+}
+
+/// Takes label `label_uuid` off image `uuid` (404 when it is not there).
+pub fn unassign_label(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    uuid: &str,
+    label_uuid: &str,
+) -> Result<(), ApiError> {
+    let image = find_editable(conn, caller, uuid)?;
+    let label = labels::find(conn, label_uuid)?;
+    if !images::unassign_label(conn, image.id, label.id)? {
+        return Err(ApiError::NotFound);
+    }
+    record_diagnosis(conn, caller, change, &image)
+}
+
+/// Restores image `uuid` (deleted or not) to a snapshot: live again, its description and its
+/// label set. A label the image does not hold now must exist and be active, as when assigning
+/// it directly (one it still holds keeps its assignment, as past assignments do); every label
+/// refused is named (422 on `labels`).
+pub fn revert(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    uuid: &str,
+    snapshot: &ImageV1,
+) -> Result<(ImageResponse, i32), ApiError> {
+    let image = images::find_any_image(conn, uuid)?;
+    authorise_edit(caller, &image)?;
+    let held: Vec<i64> = images::assignments_of(conn, &[image.id])?
+        .remove(&image.id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.label_id)
+        .collect();
+    let mut rows = Vec::new();
+    let mut refused = Vec::new();
+    for assignment in &snapshot.labels {
+        let label_uuid = &assignment.label.id;
+        let label = match labels::find(conn, label_uuid) {
+            Ok(label) if label.is_active || held.contains(&label.id) => label,
+            Ok(label) => {
+                refused.push(format!(
+                    "label {} ({:?}) is no longer active",
+                    label.uuid, label.name
+                ));
+                continue;
+            }
+            Err(diesel::result::Error::NotFound) => {
+                refused.push(format!("label {label_uuid} does not exist"));
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let by = users::find_by_uuid(conn, &assignment.assigned_by.id)
+            .map(|u| u.id)
+            .unwrap_or(caller.id);
+        let at = chrono::DateTime::parse_from_rfc3339(&assignment.assigned_at)
+            .map(|t| t.naive_utc())
+            .unwrap_or_else(|_| crate::db::now());
+        rows.push((label.id, assignment.note.clone(), by, at));
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::Validation(
+            [("labels".to_owned(), refused)].into_iter().collect(),
+        ));
+    }
+    images::restore_image(conn, image.id, snapshot.description.as_deref())?;
+    images::replace_assignments(conn, image.id, &rows)?;
+    let restored = images::find_live_image(conn, uuid)?;
+    recorded(conn, caller, change, restored, Action::Revert)
+}

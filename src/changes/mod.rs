@@ -1,0 +1,46 @@
+//! One function per write: create, update, deactivate or delete, revert. Each takes the
+//! caller's open transaction, checks the rules a write must keep (unique names, active links,
+//! the row version the client read), makes the versioned write and its links, and records the
+//! entity's history snapshot (with the request's audit event) through [`Change`]. Handlers,
+//! revert and `dummy_data` all write through here, so a revert can never bypass a rule a direct
+//! write enforces.
+//!
+//! Object-level access is the caller's job before calling ([`crate::auth::policy`]); the
+//! functions here return `ApiError`s for the rules they keep (409, 412, 422).
+
+pub mod codes;
+pub mod images;
+pub mod snapshots;
+pub mod vocabulary;
+
+pub use crate::history::Change;
+
+use crate::error::ApiError;
+
+/// What a write demands of the row version the client read: RFC 9110 section 13.1.1
+/// `If-Match` (parsed by `api::conditional`), or nothing.
+#[derive(Debug, Clone, Default)]
+pub enum Precondition {
+    /// No `If-Match`: the write goes through.
+    #[default]
+    None,
+    /// `If-Match: *`.
+    Any,
+    /// The versions of the entity tags listed.
+    Versions(Vec<i32>),
+}
+
+impl Precondition {
+    /// 412 unless the entity, now at `version`, satisfies the precondition.
+    pub fn check(&self, version: i32) -> Result<(), ApiError> {
+        match self {
+            Precondition::Versions(v) if !v.contains(&version) => Err(ApiError::PreconditionFailed),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The row a versioned update wrote, or 412 when another change came first.
+fn versioned<T>(updated: Option<T>) -> Result<T, ApiError> {
+    updated.ok_or(ApiError::PreconditionFailed)
+}

@@ -1,0 +1,227 @@
+//! History snapshots read back, typed, for revert. A snapshot is the entity's response body
+//! as it was after a change ([`crate::views`]); its shape is fixed per `schema_version`.
+//!
+//! Every field of a version is listed (the ones revert does not use as [`IgnoredAny`]) and
+//! unknown fields are refused, so a response type whose fields change without a new schema
+//! version fails loudly (the unit test below serialises today's responses and reads them back)
+//! instead of reverting to defaults. A release that changes a shape adds a `V2` here, bumps
+//! [`SCHEMA_VERSION`], and keeps reading every older version.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::history::EntityType;
+pub use crate::history::SCHEMA_VERSION;
+
+/// `{"id": ...}`, ignoring the rest of a reference (`name`, `username`).
+#[derive(Debug, Deserialize)]
+pub struct RefV1 {
+    pub id: String,
+    #[serde(alias = "name", alias = "username")]
+    pub _label: IgnoredAny,
+}
+
+/// A label, schema version 1 (`LabelResponse`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelV1 {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub diseases: Vec<RefV1>,
+    pub created_by: IgnoredAny,
+    pub is_active: bool,
+    pub created_at: IgnoredAny,
+    pub updated_at: IgnoredAny,
+}
+
+/// A code, schema version 1 (`CodeResponse`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeV1 {
+    pub id: String,
+    pub system: String,
+    pub code: String,
+    pub description: String,
+    pub billable: IgnoredAny,
+    pub is_active: bool,
+}
+
+/// A disease, schema version 1 (`DiseaseResponse`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiseaseV1 {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub codes: Vec<CodeV1>,
+    pub created_by: IgnoredAny,
+    pub is_active: bool,
+    pub created_at: IgnoredAny,
+    pub updated_at: IgnoredAny,
+}
+
+/// A label on an image, schema version 1 (`LabelAssignmentResponse`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentV1 {
+    pub label: RefV1,
+    pub note: Option<String>,
+    pub assigned_by: RefV1,
+    /// RFC 3339.
+    pub assigned_at: String,
+}
+
+/// An image, schema version 1 (`ImageResponse`, as its editor sees it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageV1 {
+    pub id: String,
+    pub uploaded_by: RefV1,
+    pub description: Option<String>,
+    pub content_type: IgnoredAny,
+    pub size_bytes: IgnoredAny,
+    pub sha256: IgnoredAny,
+    pub width: IgnoredAny,
+    pub height: IgnoredAny,
+    pub original_filename: IgnoredAny,
+    pub labels: Vec<AssignmentV1>,
+    pub created_at: IgnoredAny,
+    pub updated_at: IgnoredAny,
+}
+
+/// A snapshot read back: the state an entity is reverted to.
+#[derive(Debug)]
+pub enum Snapshot {
+    Label(LabelV1),
+    Disease(DiseaseV1),
+    Code(CodeV1),
+    Image(ImageV1),
+}
+
+impl Snapshot {
+    /// Reads the snapshot of an `entity` entry written with `schema_version`. A version this
+    /// release does not know is a 422 on `id` (the entry's id); a snapshot that does not have
+    /// its version's shape is a 500 (the history table was changed by hand, or a release broke
+    /// its own rule).
+    pub fn parse(entity: EntityType, schema_version: i32, json: &str) -> Result<Self, ApiError> {
+        if schema_version != SCHEMA_VERSION {
+            return Err(ApiError::field(
+                "id",
+                format!(
+                    "snapshots of schema version {schema_version} cannot be restored by this release"
+                ),
+            ));
+        }
+        let parsed = match entity {
+            EntityType::Label => serde_json::from_str(json).map(Snapshot::Label),
+            EntityType::Disease => serde_json::from_str(json).map(Snapshot::Disease),
+            EntityType::Code => serde_json::from_str(json).map(Snapshot::Code),
+            EntityType::Image => serde_json::from_str(json).map(Snapshot::Image),
+        };
+        parsed.map_err(|e| {
+            ApiError::internal(anyhow::anyhow!(
+                "a {} snapshot of schema version {schema_version} does not have its shape: {e}",
+                entity.name()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::images::{ImageResponse, LabelAssignmentResponse};
+    use crate::views::vocabulary::{CodeResponse, DiseaseResponse, LabelResponse};
+    use crate::views::{NamedRef, UserRef};
+
+    fn user() -> UserRef {
+        UserRef {
+            id: "u".into(),
+            username: "doctor".into(),
+        }
+    }
+
+    fn code() -> CodeResponse {
+        CodeResponse {
+            id: "c".into(),
+            system: "icd-10".into(),
+            code: "J18.9".into(),
+            description: "Pneumonia".into(),
+            billable: true,
+            is_active: true,
+        }
+    }
+
+    /// Today's response types are today's snapshot shapes: renaming, adding or removing a
+    /// response field without a new schema version fails here.
+    #[test]
+    fn todays_responses_read_back_as_todays_snapshots() {
+        let at = chrono::NaiveDateTime::default();
+        let label = LabelResponse {
+            id: "l".into(),
+            name: "Nodule".into(),
+            description: None,
+            diseases: vec![NamedRef {
+                id: "d".into(),
+                name: "Pneumonia".into(),
+            }],
+            created_by: user(),
+            is_active: true,
+            created_at: at,
+            updated_at: at,
+        };
+        let disease = DiseaseResponse {
+            id: "d".into(),
+            name: "Pneumonia".into(),
+            description: Some("lung".into()),
+            codes: vec![code()],
+            created_by: user(),
+            is_active: true,
+            created_at: at,
+            updated_at: at,
+        };
+        let image = ImageResponse {
+            id: "i".into(),
+            uploaded_by: user(),
+            description: None,
+            content_type: "image/png".into(),
+            size_bytes: 1,
+            sha256: "00".into(),
+            width: Some(1),
+            height: None,
+            original_filename: None,
+            labels: vec![LabelAssignmentResponse {
+                label: NamedRef {
+                    id: "l".into(),
+                    name: "Nodule".into(),
+                },
+                note: None,
+                assigned_by: user(),
+                assigned_at: at,
+            }],
+            created_at: at,
+            updated_at: at,
+        };
+        for (entity, text) in [
+            (EntityType::Label, json(&label)),
+            (EntityType::Disease, json(&disease)),
+            (EntityType::Code, json(&code())),
+            (EntityType::Image, json(&image)),
+        ] {
+            Snapshot::parse(entity, SCHEMA_VERSION, &text)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", entity.name()));
+        }
+        let renamed = json(&label).replace("\"diseases\"", "\"disease_list\"");
+        assert!(Snapshot::parse(EntityType::Label, SCHEMA_VERSION, &renamed).is_err());
+        assert!(matches!(
+            Snapshot::parse(EntityType::Label, SCHEMA_VERSION + 1, &json(&label)),
+            Err(ApiError::Validation(_))
+        ));
+    }
+
+    fn json(value: &impl serde::Serialize) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+}
