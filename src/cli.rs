@@ -211,8 +211,9 @@ fn ensure_first_admin(state: &AppState) -> anyhow::Result<()> {
 }
 
 fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
-    crate::api::users::valid_username(&args.username)
-        .map_err(|_| anyhow::anyhow!("username must be 1 to 150 letters, digits or @ . + - _"))?;
+    if crate::text::username_problem(&args.username).is_some() {
+        anyhow::bail!("username must be 1 to 150 letters, digits or @ . + - _");
+    }
     let (secret, generated) = if args.password_stdin {
         let mut line = String::new();
         std::io::stdin()

@@ -41,6 +41,22 @@ fn is_invisible(c: char) -> bool {
     CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
 }
 
+/// Why a username is refused, as a field error message; `None` when it is acceptable.
+/// Usernames: 1 to 150 letters, digits and `@ . + - _` (what other systems accept too),
+/// judged in NFC (a letter typed as base + combining mark counts as the one letter), and no
+/// character [`name_problem`] refuses.
+pub fn username_problem(username: &str) -> Option<&'static str> {
+    let username = nfc(username);
+    if let Some(problem) = name_problem(&username) {
+        return Some(problem);
+    }
+    let ok = (1..=150).contains(&username.chars().count())
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
+    (!ok).then_some("must be 1 to 150 letters, digits or @ . + - _")
+}
+
 /// Why a name is refused, as a field error message; `None` when it is acceptable.
 pub fn name_problem(name: &str) -> Option<&'static str> {
     if name.trim().is_empty() {

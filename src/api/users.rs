@@ -112,22 +112,11 @@ pub struct UpdateUserRequest {
     pub password: Option<String>,
 }
 
-/// Usernames: 1 to 150 letters, digits and `@ . + - _` (what other systems accept too),
-/// judged in NFC (a letter typed as base + combining mark counts as the one letter).
+/// The username rule ([`crate::text::username_problem`]) as a validator.
 pub fn valid_username(username: &str) -> Result<(), ValidationError> {
-    let username = crate::text::nfc(username);
-    if let Some(problem) = crate::text::name_problem(&username) {
-        return Err(ValidationError::new("username").with_message(problem.into()));
-    }
-    let ok = (1..=150).contains(&username.chars().count())
-        && username
-            .chars()
-            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ValidationError::new("username")
-            .with_message("must be 1 to 150 letters, digits or @ . + - _".into()))
+    match crate::text::username_problem(username) {
+        None => Ok(()),
+        Some(problem) => Err(ValidationError::new("username").with_message(problem.into())),
     }
 }
 
