@@ -24,6 +24,8 @@
 //! | `MEDLABEL_WORKERS` | CPU count | HTTP worker threads |
 //! | `MEDLABEL_LOG` | `info` | tracing filter, e.g. `medlabel=debug,info` |
 //! | `MEDLABEL_LOG_FORMAT` | `text` | `text` for people, `json` for machines |
+//!
+//! Longer than ~400 lines on purpose: the point of this file is that every variable is here.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};

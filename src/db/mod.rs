@@ -2,7 +2,14 @@
 //! embedded migrations per backend, and `Db::run`, the only way handlers reach the database
 //! (always on the blocking thread pool, never on the async executor).
 
+pub mod migrations;
 pub mod schema;
+pub mod transactions;
+
+pub use migrations::{fill_name_keys, revert_all_migrations, run_migrations};
+pub use transactions::{
+    in_transaction, is_lock_contention, on_commit, sqlite_writer, write_transaction,
+};
 
 use std::time::Duration;
 
@@ -10,10 +17,7 @@ use anyhow::Context as _;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// What can go wrong reaching the database around a query (the query's own errors are
 /// diesel's). Handlers' error type converts from it (`ApiError`, in `error.rs`: busy and
@@ -272,181 +276,6 @@ impl Db {
     pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.get()?;
         run_migrations(&mut conn)
-    }
-}
-
-/// Applies pending migrations of the connection's backend. On PostgreSQL an advisory lock keeps
-/// instances that start together from migrating at the same time.
-pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
-    let applied = match conn {
-        DbConnection::Postgres(c) => {
-            c.batch_execute("SELECT pg_advisory_lock(7277016)")?;
-            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(versions);
-            c.batch_execute("SELECT pg_advisory_unlock(7277016)")?;
-            result
-        }
-        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(versions),
-    };
-    let applied = applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    fill_name_keys(conn)?;
-    Ok(applied)
-}
-
-/// Gives rows written before the folded name keys existed their keys (computed in Rust, so
-/// no migration can). A row whose key another row already holds (two names that differed only
-/// in case or normalisation) keeps none and is logged: it stays readable, an admin renames it.
-pub fn fill_name_keys(conn: &mut DbConnection) -> anyhow::Result<()> {
-    use schema::{diseases, labels, users};
-    fn fill<F>(conn: &mut DbConnection, table: &str, rows: Vec<(i64, String)>, mut set: F)
-    where
-        F: FnMut(&mut DbConnection, i64, String) -> QueryResult<usize>,
-    {
-        for (id, name) in rows {
-            if let Err(err) = set(conn, id, crate::text::fold_key(&name)) {
-                tracing::warn!(table, id, error = %err, "name key not set (a name equal ignoring case exists); rename this row");
-            }
-        }
-    }
-    let rows = users::table
-        .filter(users::username_key.is_null())
-        .select((users::id, users::username))
-        .load(conn)?;
-    fill(conn, "users", rows, |conn, id, key| {
-        diesel::update(users::table.find(id))
-            .set(users::username_key.eq(key))
-            .execute(conn)
-    });
-    let rows = labels::table
-        .filter(labels::name_key.is_null())
-        .select((labels::id, labels::name))
-        .load(conn)?;
-    fill(conn, "labels", rows, |conn, id, key| {
-        diesel::update(labels::table.find(id))
-            .set(labels::name_key.eq(key))
-            .execute(conn)
-    });
-    let rows = diseases::table
-        .filter(diseases::name_key.is_null())
-        .select((diseases::id, diseases::name))
-        .load(conn)?;
-    fill(conn, "diseases", rows, |conn, id, key| {
-        diesel::update(diseases::table.find(id))
-            .set(diseases::name_key.eq(key))
-            .execute(conn)
-    });
-    Ok(())
-}
-
-/// Reverts every applied migration (used by the migration round-trip test).
-pub fn revert_all_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
-    let reverted = match conn {
-        DbConnection::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS).map(versions),
-        DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(versions),
-    };
-    reverted.map_err(|e| anyhow::anyhow!("reverting migrations failed: {e}"))
-}
-
-fn versions(v: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
-    v.into_iter().map(|v| v.to_string()).collect()
-}
-
-/// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, taking the
-/// write lock up front (waiting for it under `busy_timeout`): a deferred transaction that reads
-/// first and writes later cannot wait for the lock and fails with "database is locked" when
-/// another writer got there first. On PostgreSQL it is an ordinary transaction. Transactions
-/// opened inside `f` become savepoints.
-///
-/// Work registered with [`on_commit`] inside the outermost write transaction runs once it has
-/// committed, and is dropped when it rolls back.
-pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    if in_transaction(conn)? {
-        return conn.transaction(f);
-    }
-    ON_COMMIT.with_borrow_mut(Vec::clear);
-    let outcome = match conn {
-        DbConnection::Postgres(_) => conn.transaction(f),
-        DbConnection::Sqlite(sqlite) => {
-            let _writer = sqlite_writer();
-            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-            let outcome = f(conn);
-            if let DbConnection::Sqlite(sqlite) = conn {
-                let ended = match &outcome {
-                    Ok(_) => AnsiTransactionManager::commit_transaction(sqlite),
-                    Err(_) => AnsiTransactionManager::rollback_transaction(sqlite),
-                };
-                if let Err(err) = ended {
-                    ON_COMMIT.with_borrow_mut(Vec::clear);
-                    return Err(err.into());
-                }
-            }
-            outcome
-        }
-    };
-    let committed = ON_COMMIT.with_borrow_mut(std::mem::take);
-    if outcome.is_ok() {
-        committed.into_iter().for_each(|work| work());
-    }
-    outcome
-}
-
-thread_local! {
-    /// Work waiting for the outermost write transaction on this thread to commit.
-    static ON_COMMIT: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// True while `conn` is inside a transaction.
-pub fn in_transaction(conn: &mut DbConnection) -> diesel::QueryResult<bool> {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let depth = match conn {
-        DbConnection::Postgres(pg) => {
-            AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth()?
-        }
-        DbConnection::Sqlite(sqlite) => {
-            AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?
-        }
-    };
-    Ok(depth.is_some())
-}
-
-/// Runs `work` after the current outermost [`write_transaction`] commits (never when it rolls
-/// back). Outside one, it is dropped.
-pub fn on_commit(work: impl FnOnce() + 'static) {
-    ON_COMMIT.with_borrow_mut(|pending| pending.push(Box::new(work)));
-}
-
-/// SQLite allows one writer at a time. This process's writers (write transactions and the
-/// audit writer) queue for it here, first come first served, instead of in SQLite's busy
-/// handler, which polls with growing sleeps (1 to 100 ms) and lets late arrivals overtake: under
-/// concurrent writes that polling put the slowest writes hundreds of milliseconds behind. Other
-/// processes writing the same file (the CLI next to a server) still wait under `busy_timeout`.
-/// One lock per process: a process serves one database (tests, which open many, only queue).
-pub fn sqlite_writer() -> parking_lot::FairMutexGuard<'static, ()> {
-    static WRITER: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
-    WRITER.lock()
-}
-
-/// True when a database error means "another transaction holds the lock; try again": SQLite's
-/// `SQLITE_BUSY`/`SQLITE_LOCKED` ("database is locked", "database table is locked"), and
-/// PostgreSQL's serialization failures, deadlocks and lock time-outs (SQLSTATE 40001, 40P01,
-/// 55P03). Answered 503 with `Retry-After`, like an exhausted pool.
-pub fn is_lock_contention(err: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match err {
-        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        Error::DatabaseError(_, info) => {
-            let message = info.message();
-            message.contains("database is locked")
-                || message.contains("database table is locked")
-                || message.contains("deadlock detected")
-                || message.contains("could not obtain lock")
-                || message.contains("canceling statement due to lock timeout")
-        }
-        _ => false,
     }
 }
 

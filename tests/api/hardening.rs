@@ -1,6 +1,9 @@
 //! Holes found by attacking the service, each closed as a kind: every spelling of a path is
 //! routed, audited and given the security headers as its canonical form; secrets are found in
 //! query and header names however they are encoded; CSV cells never become formulas.
+//!
+//! Long on purpose: each test drives one kind of attack over every route, so the cases of a
+//! kind stay together.
 
 use std::collections::HashMap;
 

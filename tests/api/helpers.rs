@@ -1,6 +1,8 @@
 //! The test harness: `TestApp::spawn()` starts the real application on port 0 against a fresh
 //! database (a temp SQLite file, or a new PostgreSQL database when `TEST_DATABASE_URL` is set)
 //! and in-memory storage; `TestClient` speaks HTTP to it like a browser or script would.
+//!
+//! Longer than ~400 lines: the whole harness (app, clients, probes) in one place.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

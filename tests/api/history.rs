@@ -1,5 +1,7 @@
 //! History: a snapshot per change in the same transaction, per-entity and global listings
 //! with visibility, and revert.
+//!
+//! Longer than ~400 lines: history and revert of every entity type.
 
 use actix_web::http::StatusCode;
 use medlabel::auth::Role;

@@ -1,5 +1,7 @@
 //! Images: upload, read, list, update, delete, download (ranges, validators, de-identified
 //! copies for researchers), and diagnoses (labels on images).
+//!
+//! Longer than ~400 lines: upload, read, list, diagnose and download of one resource.
 
 use std::collections::HashSet;
 

@@ -1,4 +1,6 @@
 //! Users and groups (admin): create, list, read, update, deactivate, passwords.
+//!
+//! Slightly over ~400 lines: user administration end to end.
 
 use std::collections::HashSet;
 
