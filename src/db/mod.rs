@@ -18,7 +18,6 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 
-
 /// What can go wrong reaching the database around a query (the query's own errors are
 /// diesel's). Handlers' error type converts from it (`ApiError`, in `error.rs`: busy and
 /// unreachable are 503, a failed blocking task is 500).

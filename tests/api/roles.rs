@@ -32,6 +32,9 @@ enum Rule {
     ImageCreate,
     ImageRead,
     ImageWrite,
+    /// Any logged-in user reaches the handler, which answers this (the request is refused on
+    /// its merits: an empty body, an unknown id).
+    AnyUserAnswers(StatusCode),
 }
 
 fn expected(rule: Rule, who: Who) -> Option<StatusCode> {
@@ -45,6 +48,7 @@ fn expected(rule: Rule, who: Who) -> Option<StatusCode> {
         (Rule::Public, _) => None,
         (_, Anonymous) => unauthorized,
         (Rule::AnyUser, _) => None,
+        (Rule::AnyUserAnswers(status), _) => Some(status),
         (Rule::AdminOnly, Admin) => None,
         (Rule::AdminOnly, _) => forbidden,
         (_, NoRole) => forbidden,
@@ -68,6 +72,11 @@ struct Fixtures<'a> {
     image: String,
     label: String,
     disease: String,
+    /// The owner doctor's user id.
+    user: String,
+    /// The first history entries of the shared label and image.
+    label_entry: String,
+    image_entry: String,
     codes_made: std::cell::Cell<u32>,
 }
 
@@ -96,6 +105,23 @@ impl Fixtures<'_> {
             .replace("{image}", &self.image)
             .replace("{label}", &self.label);
         out = out.replace("{disease}", &self.disease).replace("{n}", &n);
+        out = out
+            .replace("{user}", &self.user)
+            .replace("{label-entry}", &self.label_entry)
+            .replace("{image-entry}", &self.image_entry)
+            .replace("{uuid}", &uuid::Uuid::now_v7().to_string());
+        if out.contains("{labelled-image}") {
+            let image = self.fresh_image().await;
+            let res = self
+                .owner
+                .post(
+                    &format!("/api/v1/images/{image}/labels"),
+                    &json!({"label_id": self.label}),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+            out = out.replace("{labelled-image}", &image);
+        }
         if out.contains("{fresh-image}") {
             out = out.replace("{fresh-image}", &self.fresh_image().await);
         }
@@ -134,43 +160,14 @@ impl Fixtures<'_> {
     }
 }
 
-#[actix_web::test]
-async fn every_route_answers_every_persona_as_the_contract_says() {
-    let app = TestApp::spawn().await;
-    app.load_codes().await;
-    let owner = app.token_client(&[Role::Doctor]).await;
-    let admin = app.token_client(&[Role::Admin]).await;
-    let image = owner
-        .upload(&fixtures::png(4, 4), "shared.png", None)
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let label = admin
-        .post("/api/v1/labels", &json!({"name": "Shared"}))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let disease = admin
-        .post("/api/v1/diseases", &json!({"name": "Shared"}))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let fx = Fixtures {
-        owner: &owner,
-        admin: &admin,
-        image,
-        label,
-        disease,
-        codes_made: Default::default(),
-    };
+/// One row of the matrix: method, path (with placeholders, see [`Fixtures::fill`]), body, and
+/// who may call it.
+type Route = (Method, &'static str, Option<&'static str>, Rule);
 
-    let routes: Vec<(Method, &str, Option<&str>, Rule)> = vec![
+/// Every route of the contract. `GET`/`POST /api/v1/images` are checked on their own below
+/// ([`LISTED_ELSEWHERE`]).
+fn matrix() -> Vec<Route> {
+    vec![
         (
             Method::POST,
             "/api/v1/auth/login",
@@ -310,13 +307,182 @@ async fn every_route_answers_every_persona_as_the_contract_says() {
             Some(r#"{"label_id": "{label}"}"#),
             Rule::ImageWrite,
         ),
+        (Method::GET, "/health", None, Rule::Public),
+        (
+            Method::POST,
+            "/api/v1/auth/password",
+            Some("{}"),
+            Rule::AnyUserAnswers(StatusCode::UNPROCESSABLE_ENTITY),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/auth/tokens/{uuid}",
+            None,
+            Rule::AnyUserAnswers(StatusCode::NOT_FOUND),
+        ),
+        (Method::GET, "/api/v1/users/{user}", None, Rule::AdminOnly),
+        (
+            Method::PATCH,
+            "/api/v1/users/{user}",
+            Some(r#"{"full_name": "F{n}"}"#),
+            Rule::AdminOnly,
+        ),
+        (Method::GET, "/api/v1/events", None, Rule::AdminOnly),
+        (Method::GET, "/api/v1/history", None, Rule::VocabularyRead),
+        (
+            Method::GET,
+            "/api/v1/labels/{label}/history",
+            None,
+            Rule::VocabularyRead,
+        ),
+        (
+            Method::GET,
+            "/api/v1/diseases/{disease}/history",
+            None,
+            Rule::VocabularyRead,
+        ),
+        (
+            Method::GET,
+            "/api/v1/codes/icd-10/J18.9/history",
+            None,
+            Rule::VocabularyRead,
+        ),
+        (
+            Method::GET,
+            "/api/v1/images/{image}/history",
+            None,
+            Rule::ImageRead,
+        ),
+        (
+            Method::POST,
+            "/api/v1/history/{label-entry}/revert",
+            Some("{}"),
+            Rule::VocabularyWrite,
+        ),
+        (
+            Method::POST,
+            "/api/v1/history/{image-entry}/revert",
+            Some("{}"),
+            Rule::ImageWrite,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/images/{labelled-image}/labels/{label}",
+            None,
+            Rule::ImageWrite,
+        ),
         (
             Method::POST,
             "/api/v1/auth/logout",
             Some("{}"),
             Rule::AnyUser,
         ),
-    ];
+    ]
+}
+
+/// Operations checked outside [`matrix`], in the same test.
+const LISTED_ELSEWHERE: [(&str, &str); 2] = [("GET", "/api/v1/images"), ("POST", "/api/v1/images")];
+
+/// Whether a concrete matrix path (`/api/v1/codes/icd-10/J18.9?q=x`) is an instance of an
+/// OpenAPI path template (`/api/v1/codes/{system}/{code}`).
+fn instance_of(path: &str, template: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    let (concrete, pattern): (Vec<&str>, Vec<&str>) =
+        (path.split('/').collect(), template.split('/').collect());
+    concrete.len() == pattern.len()
+        && concrete
+            .iter()
+            .zip(&pattern)
+            .all(|(c, p)| (p.starts_with('{') && p.ends_with('}')) || c == p)
+}
+
+/// A new route cannot escape the matrix: every operation of the OpenAPI document is in it.
+#[test]
+fn every_documented_operation_is_in_the_roles_matrix() {
+    let document: Value = serde_json::from_str(&medlabel::openapi::openapi_json()).unwrap();
+    let routes = matrix();
+    let mut missing = Vec::new();
+    let mut operations = 0;
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                continue;
+            }
+            operations += 1;
+            let covered = routes
+                .iter()
+                .any(|(m, path, _, _)| m.as_str() == method && instance_of(path, template))
+                || LISTED_ELSEWHERE.contains(&(method.as_str(), template.as_str()));
+            if !covered {
+                missing.push(format!("{method} {template}"));
+            }
+        }
+    }
+    assert!(
+        operations > 40,
+        "the document lists {operations} operations"
+    );
+    assert!(
+        missing.is_empty(),
+        "operations without a row in the roles matrix:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[actix_web::test]
+async fn every_route_answers_every_persona_as_the_contract_says() {
+    let app = TestApp::spawn().await;
+    app.load_codes().await;
+    let owner = app.token_client(&[Role::Doctor]).await;
+    let admin = app.token_client(&[Role::Admin]).await;
+    let image = owner
+        .upload(&fixtures::png(4, 4), "shared.png", None)
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let label = admin
+        .post("/api/v1/labels", &json!({"name": "Shared"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let disease = admin
+        .post("/api/v1/diseases", &json!({"name": "Shared"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user = owner.get("/api/v1/auth/me").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first_entry = |path: String| {
+        let admin = &admin;
+        async move {
+            let res = admin.get(&path).await;
+            res.body["items"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let label_entry = first_entry(format!("/api/v1/labels/{label}/history")).await;
+    let image_entry = first_entry(format!("/api/v1/images/{image}/history")).await;
+    let fx = Fixtures {
+        owner: &owner,
+        admin: &admin,
+        image,
+        label,
+        disease,
+        user,
+        label_entry,
+        image_entry,
+        codes_made: Default::default(),
+    };
+
+    let routes = matrix();
     let personas: Vec<(Who, TestClient)> = vec![
         (Who::Anonymous, app.anonymous()),
         (Who::NoRole, app.token_client(&[]).await),
