@@ -176,6 +176,37 @@ impl TestApp {
         }
     }
 
+    /// A label named `name`, made by a new researcher; returns its body.
+    pub async fn label(&self, name: &str) -> Value {
+        let curator = self.token_client(&[Role::Researcher]).await;
+        let res = curator
+            .post("/api/v1/labels", &serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "label {name}: {}", res.text);
+        res.body
+    }
+
+    /// A disease named `name` linked to `codes` (`"icd-10:J18.9"`, loaded first with
+    /// [`TestApp::load_codes`]), made by a new researcher; returns its body.
+    pub async fn disease(&self, name: &str, codes: &[&str]) -> Value {
+        let curator = self.token_client(&[Role::Researcher]).await;
+        let codes: Vec<Value> = codes
+            .iter()
+            .map(|c| {
+                let (system, code) = c.split_once(':').expect("system:code");
+                serde_json::json!({ "system": system, "code": code })
+            })
+            .collect();
+        let res = curator
+            .post(
+                "/api/v1/diseases",
+                &serde_json::json!({ "name": name, "codes": codes }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "disease {name}: {}", res.text);
+        res.body
+    }
+
     /// A client with no credentials.
     pub fn anonymous(&self) -> TestClient {
         TestClient::new(&self.address)
@@ -376,6 +407,15 @@ impl TestClient {
             &serde_json::json!({"username": username, "password": password}),
         )
         .await
+    }
+
+    /// Uploads a 4 x 4 PNG named `scan.png` as this client (a doctor); returns its body.
+    pub async fn upload_png(&self) -> Value {
+        let res = self
+            .upload(&crate::fixtures::png(4, 4), "scan.png", None)
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "upload: {}", res.text);
+        res.body
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {

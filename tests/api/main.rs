@@ -17,6 +17,7 @@ mod pool;
 mod roles;
 mod s3;
 mod security;
+mod snapshots;
 mod sessions;
 mod throttling;
 mod tokens;
