@@ -121,7 +121,17 @@ fn bad_credentials() -> ApiError {
     ApiError::Unauthorized("wrong username or password".into())
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login", summary = "Log in: a new session cookie", request_body(content = LoginRequest, content_type = "application/json"), responses((status = 200, description = "Logged in; sets the session cookie", body = LoginResponse)))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    summary = "Log in: a new session cookie",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged in; sets the session cookie", body = LoginResponse)
+    )
+)]
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -191,7 +201,16 @@ async fn login(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout", summary = "End the session server-side", responses((status = 204, description = "Logged out")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    summary = "End the session server-side",
+    responses(
+        (status = 204, description = "Logged out")
+    )
+)]
 async fn logout(identity: Option<Identity>) -> HttpResponse {
     // Purges the session: the store deletes its row, so a replayed cookie finds nothing.
     if let Some(identity) = identity {
@@ -200,12 +219,31 @@ async fn logout(identity: Option<Identity>) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", operation_id = "get_me", summary = "The caller", responses((status = 200, description = "The caller", body = UserResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    operation_id = "get_me",
+    summary = "The caller",
+    responses(
+        (status = 200, description = "The caller", body = UserResponse)
+    )
+)]
 async fn me(caller: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(UserResponse::new((*caller.user).clone(), caller.roles))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", operation_id = "change_password", summary = "Change one's own password (ends other sessions)", request_body(content = ChangePasswordRequest, content_type = "application/json"), responses((status = 204, description = "Changed")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    tag = "auth",
+    operation_id = "change_password",
+    summary = "Change one's own password (ends other sessions)",
+    request_body(content = ChangePasswordRequest, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Changed")
+    )
+)]
 async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -277,7 +315,17 @@ async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/tokens", tag = "auth", operation_id = "create_token", summary = "Create an API token (the secret is shown only here)", request_body(content = CreateTokenRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = CreatedTokenResponse, headers(("Location" = String, description = "the new entity")))))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/tokens",
+    tag = "auth",
+    operation_id = "create_token",
+    summary = "Create an API token (the secret is shown only here)",
+    request_body(content = CreateTokenRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CreatedTokenResponse, headers(("Location" = String, description = "the new entity")))
+    )
+)]
 async fn create_token(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -312,7 +360,16 @@ async fn create_token(
         }))
 }
 
-#[utoipa::path(get, path = "/api/v1/auth/tokens", tag = "auth", operation_id = "list_tokens", summary = "The caller's API tokens, without secrets", responses((status = 200, description = "Tokens", body = Vec<TokenResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/tokens",
+    tag = "auth",
+    operation_id = "list_tokens",
+    summary = "The caller's API tokens, without secrets",
+    responses(
+        (status = 200, description = "Tokens", body = Vec<TokenResponse>)
+    )
+)]
 async fn list_tokens(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -329,7 +386,19 @@ async fn list_tokens(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/auth/tokens/{id}", tag = "auth", operation_id = "delete_token", summary = "Revoke an API token at once", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Revoked")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/tokens/{id}",
+    tag = "auth",
+    operation_id = "delete_token",
+    summary = "Revoke an API token at once",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 204, description = "Revoked")
+    )
+)]
 async fn delete_token(
     state: web::Data<AppState>,
     caller: CurrentUser,

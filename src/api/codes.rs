@@ -94,7 +94,16 @@ fn path_code(path: &(String, String)) -> Result<(String, String), ApiError> {
     Ok((system.clone(), code))
 }
 
-#[utoipa::path(get, path = "/api/v1/code-systems", tag = "codes", operation_id = "list_code_systems", summary = "Code systems with their number of codes", responses((status = 200, description = "Code systems", body = Vec<CodeSystemResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/code-systems",
+    tag = "codes",
+    operation_id = "list_code_systems",
+    summary = "Code systems with their number of codes",
+    responses(
+        (status = 200, description = "Code systems", body = Vec<CodeSystemResponse>)
+    )
+)]
 async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = state.db.query(codes::list_systems).await?;
     let body: Vec<CodeSystemResponse> = rows
@@ -109,7 +118,19 @@ async fn list_code_systems(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(get, path = "/api/v1/codes", tag = "codes", operation_id = "list_codes", summary = "Codes: by prefix, or full-text search (best matches first)", params(ListCodesQuery), responses((status = 200, description = "A page of codes", body = Page<CodeResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/codes",
+    tag = "codes",
+    operation_id = "list_codes",
+    summary = "Codes: by prefix, or full-text search (best matches first)",
+    params(
+        ListCodesQuery
+    ),
+    responses(
+        (status = 200, description = "A page of codes", body = Page<CodeResponse>)
+    )
+)]
 async fn list_codes(
     state: web::Data<AppState>,
     query: web::Query<ListCodesQuery>,
@@ -189,7 +210,18 @@ fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpRespons
     res.json(CodeResponse::from(code))
 }
 
-#[utoipa::path(post, path = "/api/v1/codes", tag = "codes", operation_id = "create_code", summary = "Add a code (researcher, admin)", request_body(content = CreateCodeRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = CodeResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "The code exists", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/codes",
+    tag = "codes",
+    operation_id = "create_code",
+    summary = "Add a code (researcher, admin)",
+    request_body(content = CreateCodeRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CodeResponse, headers(("Location" = String, description = "the new entity"))),
+        (status = 409, description = "The code exists", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
 async fn create_code(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -217,7 +249,20 @@ async fn create_code(
     Ok(code_response(created, actix_web::http::StatusCode::CREATED))
 }
 
-#[utoipa::path(get, path = "/api/v1/codes/{system}/{code}", tag = "codes", operation_id = "get_code", summary = "A code", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9")), responses((status = 200, description = "The code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/codes/{system}/{code}",
+    tag = "codes",
+    operation_id = "get_code",
+    summary = "A code",
+    params(
+        ("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"),
+        ("code" = String, Path, description = "e.g. J18.9")
+    ),
+    responses(
+        (status = 200, description = "The code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity")))
+    )
+)]
 async fn get_code(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -255,7 +300,22 @@ async fn change_code(
         .await
 }
 
-#[utoipa::path(patch, path = "/api/v1/codes/{system}/{code}", tag = "codes", operation_id = "update_code", summary = "Change a code's description (honours If-Match)", request_body(content = UpdateCodeRequest, content_type = "application/json"), params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9")), responses((status = 200, description = "The updated code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    patch,
+    path = "/api/v1/codes/{system}/{code}",
+    tag = "codes",
+    operation_id = "update_code",
+    summary = "Change a code's description (honours If-Match)",
+    request_body(content = UpdateCodeRequest, content_type = "application/json"),
+    params(
+        ("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"),
+        ("code" = String, Path, description = "e.g. J18.9")
+    ),
+    responses(
+        (status = 200, description = "The updated code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
+        crate::openapi::StaleIfMatch
+    )
+)]
 async fn update_code(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -277,7 +337,21 @@ async fn update_code(
     Ok(code_response(updated, actix_web::http::StatusCode::OK))
 }
 
-#[utoipa::path(delete, path = "/api/v1/codes/{system}/{code}", tag = "codes", operation_id = "delete_code", summary = "Deactivate a code (honours If-Match)", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/codes/{system}/{code}",
+    tag = "codes",
+    operation_id = "delete_code",
+    summary = "Deactivate a code (honours If-Match)",
+    params(
+        ("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"),
+        ("code" = String, Path, description = "e.g. J18.9")
+    ),
+    responses(
+        (status = 204, description = "Deactivated"),
+        crate::openapi::StaleIfMatch
+    )
+)]
 async fn delete_code(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -288,7 +362,21 @@ async fn delete_code(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/api/v1/codes/{system}/{code}/history", tag = "history", operation_id = "list_code_history", summary = "A code's history, oldest first", params(("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"), ("code" = String, Path, description = "e.g. J18.9"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/codes/{system}/{code}/history",
+    tag = "history",
+    operation_id = "list_code_history",
+    summary = "A code's history, oldest first",
+    params(
+        ("system" = String, Path, description = "icd-9, icd-10 or snomed-ct"),
+        ("code" = String, Path, description = "e.g. J18.9"),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)
+    )
+)]
 async fn code_history(
     state: web::Data<AppState>,
     caller: CurrentUser,

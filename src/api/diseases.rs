@@ -120,7 +120,19 @@ pub fn parse_code_filter(raw: &str) -> Result<(String, String), ApiError> {
     Ok((system.to_owned(), code))
 }
 
-#[utoipa::path(get, path = "/api/v1/diseases", tag = "diseases", operation_id = "list_diseases", summary = "Active diseases, by name or code", params(ListDiseasesQuery), responses((status = 200, description = "A page of diseases", body = Page<DiseaseResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/diseases",
+    tag = "diseases",
+    operation_id = "list_diseases",
+    summary = "Active diseases, by name or code",
+    params(
+        ListDiseasesQuery
+    ),
+    responses(
+        (status = 200, description = "A page of diseases", body = Page<DiseaseResponse>)
+    )
+)]
 async fn list_diseases(
     state: web::Data<AppState>,
     query: web::Query<ListDiseasesQuery>,
@@ -150,7 +162,18 @@ async fn list_diseases(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(post, path = "/api/v1/diseases", tag = "diseases", operation_id = "create_disease", summary = "Create a disease (researcher, admin)", request_body(content = CreateDiseaseRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = DiseaseResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/diseases",
+    tag = "diseases",
+    operation_id = "create_disease",
+    summary = "Create a disease (researcher, admin)",
+    request_body(content = CreateDiseaseRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = DiseaseResponse, headers(("Location" = String, description = "the new entity"))),
+        crate::openapi::NameTaken
+    )
+)]
 async fn create_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -167,7 +190,19 @@ async fn create_disease(
     vocabulary::create::<Disease>(state, caller, new, "diseases").await
 }
 
-#[utoipa::path(get, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "get_disease", summary = "A disease", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/diseases/{id}",
+    tag = "diseases",
+    operation_id = "get_disease",
+    summary = "A disease",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity")))
+    )
+)]
 async fn get_disease(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -175,7 +210,22 @@ async fn get_disease(
     vocabulary::get::<Disease>(state, parse_id(&id)?, "diseases").await
 }
 
-#[utoipa::path(patch, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "update_disease", summary = "Change a disease (honours If-Match)", request_body(content = UpdateDiseaseRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    patch,
+    path = "/api/v1/diseases/{id}",
+    tag = "diseases",
+    operation_id = "update_disease",
+    summary = "Change a disease (honours If-Match)",
+    request_body(content = UpdateDiseaseRequest, content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The updated disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
+        crate::openapi::NameTaken,
+        crate::openapi::StaleIfMatch
+    )
+)]
 async fn update_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -196,7 +246,20 @@ async fn update_disease(
     vocabulary::update::<Disease>(state, caller, req, id, update, "diseases").await
 }
 
-#[utoipa::path(delete, path = "/api/v1/diseases/{id}", tag = "diseases", operation_id = "delete_disease", summary = "Deactivate a disease (honours If-Match)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/diseases/{id}",
+    tag = "diseases",
+    operation_id = "delete_disease",
+    summary = "Deactivate a disease (honours If-Match)",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 204, description = "Deactivated"),
+        crate::openapi::StaleIfMatch
+    )
+)]
 async fn delete_disease(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -206,7 +269,20 @@ async fn delete_disease(
     vocabulary::deactivate::<Disease>(state, caller, req, parse_id(&id)?).await
 }
 
-#[utoipa::path(get, path = "/api/v1/diseases/{id}/history", tag = "history", operation_id = "list_disease_history", summary = "A disease's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/diseases/{id}/history",
+    tag = "history",
+    operation_id = "list_disease_history",
+    summary = "A disease's history, oldest first",
+    params(
+        ("id" = String, Path, description = "The entity's UUID"),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)
+    )
+)]
 async fn disease_history(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -183,7 +183,19 @@ fn wants_csv(req: &HttpRequest) -> bool {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", operation_id = "list_events", summary = "The audit log (admin), newest first; CSV with Accept: text/csv", params(ListEventsQuery), responses((status = 200, description = "A page of events, or all as CSV", content((Page<EventResponse> = "application/json"), (String = "text/csv")))))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    operation_id = "list_events",
+    summary = "The audit log (admin), newest first; CSV with Accept: text/csv",
+    params(
+        ListEventsQuery
+    ),
+    responses(
+        (status = 200, description = "A page of events, or all as CSV", content((Page<EventResponse> = "application/json"), (String = "text/csv")))
+    )
+)]
 async fn list_events(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -24,7 +24,16 @@ pub struct GroupResponse {
     pub description: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/groups", tag = "users", operation_id = "list_groups", summary = "The role groups (admin)", responses((status = 200, description = "Groups", body = Vec<GroupResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups",
+    tag = "users",
+    operation_id = "list_groups",
+    summary = "The role groups (admin)",
+    responses(
+        (status = 200, description = "Groups", body = Vec<GroupResponse>)
+    )
+)]
 async fn list_groups(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = state.db.query(groups::list_groups).await?;
     let body: Vec<GroupResponse> = rows

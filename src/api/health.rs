@@ -12,7 +12,17 @@ pub struct Health {
     pub storage: &'static str,
 }
 
-#[utoipa::path(get, path = "/health", tag = "service", operation_id = "health", summary = "Liveness of the service, its database and storage", responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "A part is unavailable", body = Health)))]
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    operation_id = "health",
+    summary = "Liveness of the service, its database and storage",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "A part is unavailable", body = Health)
+    )
+)]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (database_ok, storage_ok) =
         futures_util::join!(state.db.is_healthy(), state.storage.is_healthy());

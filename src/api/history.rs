@@ -123,7 +123,19 @@ pub(crate) async fn entity_page(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(get, path = "/api/v1/history", tag = "history", operation_id = "list_history", summary = "History entries the caller may see, newest first", params(ListHistoryQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/history",
+    tag = "history",
+    operation_id = "list_history",
+    summary = "History entries the caller may see, newest first",
+    params(
+        ListHistoryQuery
+    ),
+    responses(
+        (status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)
+    )
+)]
 async fn list_history(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -204,7 +216,20 @@ impl Restored {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/history/{id}/revert", tag = "history", operation_id = "revert_history_entry", summary = "Restore the entity to this entry's snapshot", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The restored entity, as its GET answers", body = Object), (status = 409, description = "The name is taken now", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/history/{id}/revert",
+    tag = "history",
+    operation_id = "revert_history_entry",
+    summary = "Restore the entity to this entry's snapshot",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The restored entity, as its GET answers", body = Object),
+        (status = 409, description = "The name is taken now", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
 async fn revert(
     state: web::Data<AppState>,
     caller: CurrentUser,

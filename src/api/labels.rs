@@ -83,7 +83,19 @@ pub struct UpdateLabelRequest {
     pub disease_ids: Option<Vec<String>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/labels", tag = "labels", operation_id = "list_labels", summary = "Active labels, optionally matching q", params(ListLabelsQuery), responses((status = 200, description = "A page of labels", body = Page<LabelResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/labels",
+    tag = "labels",
+    operation_id = "list_labels",
+    summary = "Active labels, optionally matching q",
+    params(
+        ListLabelsQuery
+    ),
+    responses(
+        (status = 200, description = "A page of labels", body = Page<LabelResponse>)
+    )
+)]
 async fn list_labels(
     state: web::Data<AppState>,
     query: web::Query<ListLabelsQuery>,
@@ -103,7 +115,18 @@ async fn list_labels(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(post, path = "/api/v1/labels", tag = "labels", operation_id = "create_label", summary = "Create a label (researcher, admin)", request_body(content = CreateLabelRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = LabelResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/labels",
+    tag = "labels",
+    operation_id = "create_label",
+    summary = "Create a label (researcher, admin)",
+    request_body(content = CreateLabelRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = LabelResponse, headers(("Location" = String, description = "the new entity"))),
+        crate::openapi::NameTaken
+    )
+)]
 async fn create_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -120,7 +143,19 @@ async fn create_label(
     vocabulary::create::<Label>(state, caller, new, "labels").await
 }
 
-#[utoipa::path(get, path = "/api/v1/labels/{id}", tag = "labels", operation_id = "get_label", summary = "A label (deleted ones still read)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/labels/{id}",
+    tag = "labels",
+    operation_id = "get_label",
+    summary = "A label (deleted ones still read)",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity")))
+    )
+)]
 async fn get_label(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -128,7 +163,22 @@ async fn get_label(
     vocabulary::get::<Label>(state, parse_id(&id)?, "labels").await
 }
 
-#[utoipa::path(patch, path = "/api/v1/labels/{id}", tag = "labels", operation_id = "update_label", summary = "Change a label (honours If-Match)", request_body(content = UpdateLabelRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 409, description = "Name taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    patch,
+    path = "/api/v1/labels/{id}",
+    tag = "labels",
+    operation_id = "update_label",
+    summary = "Change a label (honours If-Match)",
+    request_body(content = UpdateLabelRequest, content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The updated label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
+        crate::openapi::NameTaken,
+        crate::openapi::StaleIfMatch
+    )
+)]
 async fn update_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -147,7 +197,20 @@ async fn update_label(
     vocabulary::update::<Label>(state, caller, req, id, update, "labels").await
 }
 
-#[utoipa::path(delete, path = "/api/v1/labels/{id}", tag = "labels", operation_id = "delete_label", summary = "Deactivate a label (honours If-Match)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deactivated"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/labels/{id}",
+    tag = "labels",
+    operation_id = "delete_label",
+    summary = "Deactivate a label (honours If-Match)",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 204, description = "Deactivated"),
+        crate::openapi::StaleIfMatch
+    )
+)]
 async fn delete_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -157,7 +220,20 @@ async fn delete_label(
     vocabulary::deactivate::<Label>(state, caller, req, parse_id(&id)?).await
 }
 
-#[utoipa::path(get, path = "/api/v1/labels/{id}/history", tag = "history", operation_id = "list_label_history", summary = "A label's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/labels/{id}/history",
+    tag = "history",
+    operation_id = "list_label_history",
+    summary = "A label's history, oldest first",
+    params(
+        ("id" = String, Path, description = "The entity's UUID"),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)
+    )
+)]
 async fn label_history(
     state: web::Data<AppState>,
     caller: CurrentUser,

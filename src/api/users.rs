@@ -145,7 +145,19 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
         .map_err(ApiError::internal)
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users", summary = "Users (admin)", params(ListUsersQuery), responses((status = 200, description = "A page of users", body = Page<UserResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "list_users",
+    summary = "Users (admin)",
+    params(
+        ListUsersQuery
+    ),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserResponse>)
+    )
+)]
 async fn list_users(
     state: web::Data<AppState>,
     query: web::Query<ListUsersQuery>,
@@ -174,7 +186,18 @@ async fn list_users(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user", summary = "Create a user (admin)", request_body(content = CreateUserRequest, content_type = "application/json"), responses((status = 201, description = "Created", body = UserResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Username taken", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "create_user",
+    summary = "Create a user (admin)",
+    request_body(content = CreateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = UserResponse, headers(("Location" = String, description = "the new entity"))),
+        (status = 409, description = "Username taken", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
 async fn create_user(
     state: web::Data<AppState>,
     body: JsonBody<CreateUserRequest>,
@@ -225,7 +248,19 @@ async fn create_user(
         .json(UserResponse::new(user, role_set)))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user", summary = "A user (admin)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The user", body = UserResponse)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "get_user",
+    summary = "A user (admin)",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The user", body = UserResponse)
+    )
+)]
 async fn get_user(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -242,7 +277,20 @@ async fn get_user(
     Ok(HttpResponse::Ok().json(UserResponse::new(user, roles)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", operation_id = "update_user", summary = "Change a user (admin); deactivating ends its sessions and tokens", request_body(content = UpdateUserRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated user", body = UserResponse)))]
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "update_user",
+    summary = "Change a user (admin); deactivating ends its sessions and tokens",
+    request_body(content = UpdateUserRequest, content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The updated user", body = UserResponse)
+    )
+)]
 async fn update_user(
     state: web::Data<AppState>,
     caller: CurrentUser,

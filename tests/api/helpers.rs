@@ -182,7 +182,12 @@ impl TestApp {
         let res = curator
             .post("/api/v1/labels", &serde_json::json!({ "name": name }))
             .await;
-        assert_eq!(res.status, StatusCode::CREATED, "label {name}: {}", res.text);
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "label {name}: {}",
+            res.text
+        );
         res.body
     }
 
@@ -203,7 +208,12 @@ impl TestApp {
                 &serde_json::json!({ "name": name, "codes": codes }),
             )
             .await;
-        assert_eq!(res.status, StatusCode::CREATED, "disease {name}: {}", res.text);
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "disease {name}: {}",
+            res.text
+        );
         res.body
     }
 

@@ -21,7 +21,19 @@ use crate::state::AppState;
 use crate::views::history::HistoryEntryResponse;
 use crate::views::images::{find_visible, image_response, image_responses};
 
-#[utoipa::path(get, path = "/api/v1/images", tag = "images", operation_id = "list_images", summary = "Images the caller may see", params(ListImagesQuery), responses((status = 200, description = "A page of images", body = Page<ImageResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/images",
+    tag = "images",
+    operation_id = "list_images",
+    summary = "Images the caller may see",
+    params(
+        ListImagesQuery
+    ),
+    responses(
+        (status = 200, description = "A page of images", body = Page<ImageResponse>)
+    )
+)]
 pub async fn list_images(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -107,7 +119,19 @@ pub async fn list_images(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images", operation_id = "get_image", summary = "An image's metadata and diagnosis", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity")))))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{id}",
+    tag = "images",
+    operation_id = "get_image",
+    summary = "An image's metadata and diagnosis",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity")))
+    )
+)]
 pub async fn get_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -124,7 +148,21 @@ pub async fn get_image(
     Ok(image_answer(response, version, StatusCode::OK))
 }
 
-#[utoipa::path(patch, path = "/api/v1/images/{id}", tag = "images", operation_id = "update_image", summary = "Change an image's description (honours If-Match)", request_body(content = UpdateImageRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The updated image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity"))), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    patch,
+    path = "/api/v1/images/{id}",
+    tag = "images",
+    operation_id = "update_image",
+    summary = "Change an image's description (honours If-Match)",
+    request_body(content = UpdateImageRequest, content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The updated image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
+        crate::openapi::StaleIfMatch
+    )
+)]
 pub async fn update_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -152,7 +190,20 @@ pub async fn update_image(
     Ok(image_answer(response, version, StatusCode::OK))
 }
 
-#[utoipa::path(delete, path = "/api/v1/images/{id}", tag = "images", operation_id = "delete_image", summary = "Delete an image (kept in history)", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 204, description = "Deleted"), (status = 412, description = "Stale If-Match", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/images/{id}",
+    tag = "images",
+    operation_id = "delete_image",
+    summary = "Delete an image (kept in history)",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        crate::openapi::StaleIfMatch
+    )
+)]
 pub async fn delete_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -177,7 +228,20 @@ pub async fn delete_image(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/api/v1/images/{id}/history", tag = "history", operation_id = "list_image_history", summary = "An image's history, oldest first", params(("id" = String, Path, description = "The entity's UUID"), PageQuery), responses((status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{id}/history",
+    tag = "history",
+    operation_id = "list_image_history",
+    summary = "An image's history, oldest first",
+    params(
+        ("id" = String, Path, description = "The entity's UUID"),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of entries", body = Page<HistoryEntryResponse>)
+    )
+)]
 pub async fn image_history(
     state: web::Data<AppState>,
     caller: CurrentUser,

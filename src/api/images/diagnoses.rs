@@ -14,7 +14,19 @@ use crate::models::images;
 use crate::state::AppState;
 use crate::views::images::{assignment_responses, find_visible};
 
-#[utoipa::path(get, path = "/api/v1/images/{id}/labels", tag = "diagnoses", operation_id = "list_image_labels", summary = "The labels on an image", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "Assignments", body = Vec<LabelAssignmentResponse>)))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{id}/labels",
+    tag = "diagnoses",
+    operation_id = "list_image_labels",
+    summary = "The labels on an image",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "Assignments", body = Vec<LabelAssignmentResponse>)
+    )
+)]
 pub async fn list_image_labels(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -34,7 +46,21 @@ pub async fn list_image_labels(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[utoipa::path(post, path = "/api/v1/images/{id}/labels", tag = "diagnoses", operation_id = "assign_label", summary = "Put a label on an image", request_body(content = AssignLabelRequest, content_type = "application/json"), params(("id" = String, Path, description = "The entity's UUID")), responses((status = 201, description = "Assigned", body = LabelAssignmentResponse, headers(("Location" = String, description = "the new entity"))), (status = 409, description = "Already assigned", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/images/{id}/labels",
+    tag = "diagnoses",
+    operation_id = "assign_label",
+    summary = "Put a label on an image",
+    request_body(content = AssignLabelRequest, content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 201, description = "Assigned", body = LabelAssignmentResponse, headers(("Location" = String, description = "the new entity"))),
+        (status = 409, description = "Already assigned", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn assign_label(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -67,7 +93,20 @@ pub async fn assign_label(
         .json(assignment))
 }
 
-#[utoipa::path(delete, path = "/api/v1/images/{id}/labels/{label_id}", tag = "diagnoses", operation_id = "unassign_label", summary = "Take a label off an image", params(("id" = String, Path, description = "The entity's UUID"), ("label_id" = String, Path, description = "The label's UUID")), responses((status = 204, description = "Removed")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/images/{id}/labels/{label_id}",
+    tag = "diagnoses",
+    operation_id = "unassign_label",
+    summary = "Take a label off an image",
+    params(
+        ("id" = String, Path, description = "The entity's UUID"),
+        ("label_id" = String, Path, description = "The label's UUID")
+    ),
+    responses(
+        (status = 204, description = "Removed")
+    )
+)]
 pub async fn unassign_label(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -49,7 +49,22 @@ fn range_request(header: Option<&str>, size: u64) -> RangeRequest {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/images/{id}/file", tag = "images", operation_id = "download_image", summary = "The image file (de-identified for researchers); Range and If-None-Match supported", params(("id" = String, Path, description = "The entity's UUID")), responses((status = 200, description = "The bytes", content((BinaryFile = "application/octet-stream"), (BinaryFile = "image/png"), (BinaryFile = "image/jpeg"), (BinaryFile = "application/dicom"))), (status = 206, description = "The requested range", content((BinaryFile = "application/octet-stream"))), (status = 304, description = "Not modified (If-None-Match)"), (status = 416, description = "Range not satisfiable", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{id}/file",
+    tag = "images",
+    operation_id = "download_image",
+    summary = "The image file (de-identified for researchers); Range and If-None-Match supported",
+    params(
+        ("id" = String, Path, description = "The entity's UUID")
+    ),
+    responses(
+        (status = 200, description = "The bytes", content((BinaryFile = "application/octet-stream"), (BinaryFile = "image/png"), (BinaryFile = "image/jpeg"), (BinaryFile = "application/dicom"))),
+        (status = 206, description = "The requested range", content((BinaryFile = "application/octet-stream"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 416, description = "Range not satisfiable", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn download_image(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -16,7 +16,17 @@ use crate::state::AppState;
 use crate::storage::upload::store_file_part;
 use crate::storage::Storage;
 
-#[utoipa::path(post, path = "/api/v1/images", tag = "images", operation_id = "upload_image", summary = "Upload a PNG, JPEG or DICOM image (streamed)", request_body(content = UploadImageForm, content_type = "multipart/form-data"), responses((status = 201, description = "Stored", body = ImageResponse, headers(("Location" = String, description = "the new entity")))))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/images",
+    tag = "images",
+    operation_id = "upload_image",
+    summary = "Upload a PNG, JPEG or DICOM image (streamed)",
+    request_body(content = UploadImageForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored", body = ImageResponse, headers(("Location" = String, description = "the new entity")))
+    )
+)]
 pub async fn upload_image(
     state: web::Data<AppState>,
     caller: CurrentUser,
