@@ -1,5 +1,7 @@
 //! `/auth/*`: login and logout (server-side sessions), the caller's own profile and password,
 //! and the caller's API tokens.
+//!
+//! Longer than ~400 lines: seven operations, each with its multi-line OpenAPI annotation.
 
 use actix_identity::Identity;
 use actix_web::http::header;
