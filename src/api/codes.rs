@@ -313,7 +313,7 @@ async fn change_code(
     ),
     responses(
         (status = 200, description = "The updated code", body = CodeResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
-        crate::openapi::StaleIfMatch
+        crate::api::responses::StaleIfMatch
     )
 )]
 async fn update_code(
@@ -349,7 +349,7 @@ async fn update_code(
     ),
     responses(
         (status = 204, description = "Deactivated"),
-        crate::openapi::StaleIfMatch
+        crate::api::responses::StaleIfMatch
     )
 )]
 async fn delete_code(

@@ -171,7 +171,7 @@ async fn list_diseases(
     request_body(content = CreateDiseaseRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = DiseaseResponse, headers(("Location" = String, description = "the new entity"))),
-        crate::openapi::NameTaken
+        crate::api::responses::NameTaken
     )
 )]
 async fn create_disease(
@@ -222,8 +222,8 @@ async fn get_disease(
     ),
     responses(
         (status = 200, description = "The updated disease", body = DiseaseResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
-        crate::openapi::NameTaken,
-        crate::openapi::StaleIfMatch
+        crate::api::responses::NameTaken,
+        crate::api::responses::StaleIfMatch
     )
 )]
 async fn update_disease(
@@ -257,7 +257,7 @@ async fn update_disease(
     ),
     responses(
         (status = 204, description = "Deactivated"),
-        crate::openapi::StaleIfMatch
+        crate::api::responses::StaleIfMatch
     )
 )]
 async fn delete_disease(

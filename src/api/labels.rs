@@ -124,7 +124,7 @@ async fn list_labels(
     request_body(content = CreateLabelRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = LabelResponse, headers(("Location" = String, description = "the new entity"))),
-        crate::openapi::NameTaken
+        crate::api::responses::NameTaken
     )
 )]
 async fn create_label(
@@ -175,8 +175,8 @@ async fn get_label(
     ),
     responses(
         (status = 200, description = "The updated label", body = LabelResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
-        crate::openapi::NameTaken,
-        crate::openapi::StaleIfMatch
+        crate::api::responses::NameTaken,
+        crate::api::responses::StaleIfMatch
     )
 )]
 async fn update_label(
@@ -208,7 +208,7 @@ async fn update_label(
     ),
     responses(
         (status = 204, description = "Deactivated"),
-        crate::openapi::StaleIfMatch
+        crate::api::responses::StaleIfMatch
     )
 )]
 async fn delete_label(

@@ -13,6 +13,7 @@ pub mod history;
 pub mod images;
 pub mod labels;
 pub mod pagination;
+pub mod responses;
 pub mod serde_fields;
 pub mod users;
 pub mod vocabulary;

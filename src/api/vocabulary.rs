@@ -30,16 +30,11 @@ fn term_response<T: Term>(
 }
 
 /// `GET /{collection}/{id}`: a term, active or not.
-pub(super) async fn get<T>(
+pub(super) async fn get<T: Term>(
     state: web::Data<AppState>,
     id: String,
     collection: &'static str,
-) -> Result<HttpResponse, ApiError>
-where
-    T: Term + Send + 'static,
-    T::LinkRef: Send + 'static,
-    T::Response: Send + 'static,
-{
+) -> Result<HttpResponse, ApiError> {
     let (response, version) = state
         .db
         .run(move |conn| {
@@ -56,17 +51,12 @@ where
 }
 
 /// `POST /{collection}`: 201 with the new term.
-pub(super) async fn create<T>(
+pub(super) async fn create<T: Term>(
     state: web::Data<AppState>,
     caller: CurrentUser,
     new: TermState<T::LinkRef>,
     collection: &'static str,
-) -> Result<HttpResponse, ApiError>
-where
-    T: Term + Send + 'static,
-    T::LinkRef: Send + 'static,
-    T::Response: Send + 'static,
-{
+) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
     let (response, version) = state
         .db
@@ -83,19 +73,14 @@ where
 }
 
 /// `PATCH /{collection}/{id}` (honours `If-Match`).
-pub(super) async fn update<T>(
+pub(super) async fn update<T: Term>(
     state: web::Data<AppState>,
     caller: CurrentUser,
     req: HttpRequest,
     id: String,
     update: TermUpdate<T::LinkRef>,
     collection: &'static str,
-) -> Result<HttpResponse, ApiError>
-where
-    T: Term + Send + 'static,
-    T::LinkRef: Send + 'static,
-    T::Response: Send + 'static,
-{
+) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
     let precondition = precondition(&req);
     let (response, version) = state
@@ -115,17 +100,12 @@ where
 }
 
 /// `DELETE /{collection}/{id}`: deactivates (honours `If-Match`); 204.
-pub(super) async fn deactivate<T>(
+pub(super) async fn deactivate<T: Term>(
     state: web::Data<AppState>,
     caller: CurrentUser,
     req: HttpRequest,
     id: String,
-) -> Result<HttpResponse, ApiError>
-where
-    T: Term + Send + 'static,
-    T::LinkRef: Send + 'static,
-    T::Response: Send + 'static,
-{
+) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
     let precondition = precondition(&req);
     state

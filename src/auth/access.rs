@@ -95,22 +95,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AuthKind;
 
     fn user(roles: &[Role]) -> CurrentUser {
-        let at = chrono::NaiveDateTime::default();
-        let row = crate::models::users::User {
-            id: 1,
-            uuid: "u".into(),
-            username: "u".into(),
-            full_name: None,
-            email: None,
-            password_hash: String::new(),
-            is_active: true,
-            created_at: at,
-            updated_at: at,
-        };
-        CurrentUser::new(row, roles.iter().copied().collect(), AuthKind::Token)
+        crate::auth::test_user(1, roles)
     }
 
     #[test]

@@ -88,3 +88,21 @@ impl FromRequest for CurrentUser {
         )
     }
 }
+
+/// A caller for unit tests: user `id` (uuid and username `u{id}`) holding `roles`.
+#[cfg(test)]
+pub(crate) fn test_user(id: i64, roles: &[Role]) -> CurrentUser {
+    let at = chrono::NaiveDateTime::default();
+    let row = crate::models::users::User {
+        id,
+        uuid: format!("u{id}"),
+        username: format!("u{id}"),
+        full_name: None,
+        email: None,
+        password_hash: String::new(),
+        is_active: true,
+        created_at: at,
+        updated_at: at,
+    };
+    CurrentUser::new(row, roles.iter().copied().collect(), AuthKind::Token)
+}

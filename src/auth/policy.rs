@@ -72,22 +72,9 @@ pub const NOT_IMAGE_EDITOR: &str = "only the uploading doctor or an admin may ch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AuthKind;
 
     fn user(id: i64, roles: &[Role]) -> CurrentUser {
-        let at = chrono::NaiveDateTime::default();
-        let row = crate::models::users::User {
-            id,
-            uuid: format!("u{id}"),
-            username: format!("u{id}"),
-            full_name: None,
-            email: None,
-            password_hash: String::new(),
-            is_active: true,
-            created_at: at,
-            updated_at: at,
-        };
-        CurrentUser::new(row, roles.iter().copied().collect(), AuthKind::Token)
+        crate::auth::test_user(id, roles)
     }
 
     #[test]

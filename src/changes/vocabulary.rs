@@ -19,11 +19,12 @@ use crate::views::vocabulary::{
     disease_responses, label_responses, DiseaseResponse, LabelResponse,
 };
 
-/// A vocabulary table as the change functions use it.
-pub trait Term: TermTable {
+/// A vocabulary table as the change functions use it (and handlers, which move terms to a
+/// blocking thread: hence `Send + 'static`).
+pub trait Term: TermTable + Send + 'static {
     /// How a client names a linked entity (a disease's UUID; a code's system and code).
-    type LinkRef;
-    type Response: Serialize;
+    type LinkRef: Send + 'static;
+    type Response: Serialize + Send + 'static;
     const ENTITY: EntityType;
     /// `label`, `disease`: for messages.
     const NOUN: &'static str;

@@ -160,7 +160,7 @@ pub async fn get_image(
     ),
     responses(
         (status = 200, description = "The updated image", body = ImageResponse, headers(("ETag" = String, description = "changes with every change of the entity"))),
-        crate::openapi::StaleIfMatch
+        crate::api::responses::StaleIfMatch
     )
 )]
 pub async fn update_image(
@@ -201,7 +201,7 @@ pub async fn update_image(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        crate::openapi::StaleIfMatch
+        crate::api::responses::StaleIfMatch
     )
 )]
 pub async fn delete_image(
