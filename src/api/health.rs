@@ -35,6 +35,12 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     if database_ok && storage_ok {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        // Like every 503 here: come back in a moment (RFC 9110 section 10.2.3).
+        HttpResponse::ServiceUnavailable()
+            .insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
+            ))
+            .json(body)
     }
 }

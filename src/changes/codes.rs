@@ -1,7 +1,7 @@
 //! Writes of codes (ICD-9-CM, ICD-10-CM, SNOMED CT): create, update or deactivate, revert.
 //! A code is named by its system and code; its description and active flag change.
 
-use super::{versioned, Change, Precondition};
+use super::{until_written, Change, Precondition};
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::history::{Action, EntityType};
@@ -44,19 +44,21 @@ pub fn update(
     precondition: &Precondition,
     changes: &CodeChanges<'_>,
 ) -> Result<Code, ApiError> {
-    let current = codes::find_code(conn, system, code)?;
-    precondition.check(current.version)?;
     let action = if changes.is_active == Some(false) {
         Action::Delete
     } else {
         Action::Update
     };
-    let updated = versioned(codes::update_code(
-        conn,
-        current.id,
-        current.version,
-        changes,
-    )?)?;
+    let updated = until_written(conn, |conn| {
+        let current = codes::find_code(conn, system, code)?;
+        precondition.check(current.version)?;
+        Ok(codes::update_code(
+            conn,
+            current.id,
+            current.version,
+            changes,
+        )?)
+    })?;
     recorded(conn, change, updated, action)
 }
 
@@ -68,15 +70,17 @@ pub fn revert(
     (system, code): (&str, &str),
     changes: &CodeChanges<'_>,
 ) -> Result<Code, ApiError> {
-    let current = codes::find_code(conn, system, code)?;
-    if current.uuid != uuid {
-        return Err(ApiError::NotFound);
-    }
-    let updated = versioned(codes::update_code(
-        conn,
-        current.id,
-        current.version,
-        changes,
-    )?)?;
+    let updated = until_written(conn, |conn| {
+        let current = codes::find_code(conn, system, code)?;
+        if current.uuid != uuid {
+            return Err(ApiError::NotFound);
+        }
+        Ok(codes::update_code(
+            conn,
+            current.id,
+            current.version,
+            changes,
+        )?)
+    })?;
     recorded(conn, change, updated, Action::Revert)
 }

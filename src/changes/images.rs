@@ -5,7 +5,7 @@
 //! 404.
 
 use super::snapshots::ImageV1;
-use super::{versioned, Change, Precondition};
+use super::{until_written, Change, Precondition};
 use crate::auth::policy::{self, Uploader};
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
@@ -85,14 +85,16 @@ pub fn update(
     precondition: &Precondition,
     changes: &ImageChanges<'_>,
 ) -> Result<(ImageResponse, i32), ApiError> {
-    let image = find_editable(conn, caller, uuid)?;
-    precondition.check(image.version)?;
-    let updated = versioned(images::update_image(
-        conn,
-        image.id,
-        image.version,
-        changes,
-    )?)?;
+    let updated = until_written(conn, |conn| {
+        let image = find_editable(conn, caller, uuid)?;
+        precondition.check(image.version)?;
+        Ok(images::update_image(
+            conn,
+            image.id,
+            image.version,
+            changes,
+        )?)
+    })?;
     let action = if changes.delete {
         Action::Delete
     } else {

@@ -40,7 +40,26 @@ impl Precondition {
     }
 }
 
-/// The row a versioned update wrote, or 412 when another change came first.
-fn versioned<T>(updated: Option<T>) -> Result<T, ApiError> {
-    updated.ok_or(ApiError::PreconditionFailed)
+/// How many times a write is tried against a row that other writes keep changing.
+const ATTEMPTS: usize = 16;
+
+/// Runs `attempt` (read the row, check the precondition and the rules, make the versioned
+/// write) until it writes. `attempt` answers `Ok(None)` when another change committed between
+/// its read and its write (PostgreSQL runs such writes side by side; SQLite never does, its
+/// writers queue): it then runs again on the row as it is now. So a write without `If-Match`
+/// goes through whatever came first, as the contract says, and one with `If-Match` gets 412
+/// from its own precondition check once the version it named is gone. A row that changes
+/// under every attempt is a 503.
+fn until_written<T>(
+    conn: &mut crate::db::DbConnection,
+    mut attempt: impl FnMut(&mut crate::db::DbConnection) -> Result<Option<T>, ApiError>,
+) -> Result<T, ApiError> {
+    for _ in 0..ATTEMPTS {
+        if let Some(written) = attempt(conn)? {
+            return Ok(written);
+        }
+    }
+    Err(ApiError::Unavailable(
+        "the entity kept changing under this write; try again".into(),
+    ))
 }

@@ -6,7 +6,7 @@
 use diesel::QueryResult;
 use serde::Serialize;
 
-use super::{versioned, Change, Precondition};
+use super::{until_written, Change, Precondition};
 use crate::codesets::normalise_code;
 use crate::db::DbConnection;
 use crate::error::ApiError;
@@ -194,31 +194,36 @@ pub fn update<T: Term>(
     precondition: &Precondition,
     update: &TermUpdate<T::LinkRef>,
 ) -> Result<(T::Response, i32), ApiError> {
-    let current = T::find(conn, uuid)?;
-    precondition.check(current.version())?;
-    let name = update.name.as_deref().map(str::trim);
-    if let Some(name) = name {
-        if current.is_active() && T::name_taken(conn, name, Some(current.id()))? {
-            return Err(ApiError::Conflict(format!(
-                "a {} named {name:?} exists already",
-                T::NOUN
-            )));
+    let row = until_written(conn, |conn| {
+        let current = T::find(conn, uuid)?;
+        precondition.check(current.version())?;
+        let name = update.name.as_deref().map(str::trim);
+        if let Some(name) = name {
+            if current.is_active() && T::name_taken(conn, name, Some(current.id()))? {
+                return Err(ApiError::Conflict(format!(
+                    "a {} named {name:?} exists already",
+                    T::NOUN
+                )));
+            }
         }
-    }
-    let links = update
-        .links
-        .as_deref()
-        .map(|refs| T::resolve_links(conn, refs))
-        .transpose()?;
-    let changes = TermChanges {
-        name,
-        description: update.description.as_ref().map(Option::as_deref),
-        is_active: None,
-    };
-    let row = versioned(T::update(conn, current.id(), current.version(), &changes)?)?;
-    if let Some(links) = links {
-        T::set_links(conn, row.id(), &links)?;
-    }
+        let links = update
+            .links
+            .as_deref()
+            .map(|refs| T::resolve_links(conn, refs))
+            .transpose()?;
+        let changes = TermChanges {
+            name,
+            description: update.description.as_ref().map(Option::as_deref),
+            is_active: None,
+        };
+        let Some(row) = T::update(conn, current.id(), current.version(), &changes)? else {
+            return Ok(None);
+        };
+        if let Some(links) = links {
+            T::set_links(conn, row.id(), &links)?;
+        }
+        Ok(Some(row))
+    })?;
     recorded(conn, change, row, Action::Update)
 }
 
@@ -229,17 +234,21 @@ pub fn deactivate<T: Term>(
     uuid: &str,
     precondition: &Precondition,
 ) -> Result<(), ApiError> {
-    let current = T::find(conn, uuid)?;
-    precondition.check(current.version())?;
-    if !current.is_active() {
-        return Ok(());
-    }
     let changes = TermChanges {
         is_active: Some(false),
         ..Default::default()
     };
-    let row = versioned(T::update(conn, current.id(), current.version(), &changes)?)?;
-    recorded(conn, change, row, Action::Delete)?;
+    let row = until_written(conn, |conn| {
+        let current = T::find(conn, uuid)?;
+        precondition.check(current.version())?;
+        if !current.is_active() {
+            return Ok(Some(None));
+        }
+        Ok(T::update(conn, current.id(), current.version(), &changes)?.map(Some))
+    })?;
+    if let Some(row) = row {
+        recorded(conn, change, row, Action::Delete)?;
+    }
     Ok(())
 }
 
@@ -251,21 +260,26 @@ pub fn revert<T: Term>(
     uuid: &str,
     state: &TermState<T::LinkRef>,
 ) -> Result<(T::Response, i32), ApiError> {
-    let current = T::find(conn, uuid)?;
     let name = state.name.as_str();
-    if state.is_active && T::name_taken(conn, name, Some(current.id()))? {
-        return Err(ApiError::Conflict(format!(
-            "an active {} is named {name:?} now",
-            T::NOUN
-        )));
-    }
-    let links = T::resolve_links(conn, &state.links)?;
     let changes = TermChanges {
         name: Some(name),
         description: Some(state.description.as_deref()),
         is_active: Some(state.is_active),
     };
-    let row = versioned(T::update(conn, current.id(), current.version(), &changes)?)?;
-    T::set_links(conn, row.id(), &links)?;
+    let row = until_written(conn, |conn| {
+        let current = T::find(conn, uuid)?;
+        if state.is_active && T::name_taken(conn, name, Some(current.id()))? {
+            return Err(ApiError::Conflict(format!(
+                "an active {} is named {name:?} now",
+                T::NOUN
+            )));
+        }
+        let links = T::resolve_links(conn, &state.links)?;
+        let Some(row) = T::update(conn, current.id(), current.version(), &changes)? else {
+            return Ok(None);
+        };
+        T::set_links(conn, row.id(), &links)?;
+        Ok(Some(row))
+    })?;
     recorded(conn, change, row, Action::Revert)
 }

@@ -35,7 +35,12 @@ pub async fn problem_bodies(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let refused = req.extensions().get::<Refused>().map(|r| r.0);
     if let Some(status) = refused {
-        return Ok(req.into_response(generic_response(status)));
+        let detail = match status {
+            StatusCode::BAD_REQUEST => "the query must not contain NUL (U+0000) characters",
+            _ => "no such resource",
+        };
+        let problem = Problem::new(status, generic_problem(status).0, detail);
+        return Ok(req.into_response(problem.response()));
     }
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| next.call(req))) {
         Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
@@ -129,7 +134,7 @@ fn generic_problem(status: StatusCode) -> (&'static str, String) {
         StatusCode::NOT_FOUND => ("not-found", "no such resource".to_owned()),
         StatusCode::BAD_REQUEST => (
             "bad-request",
-            "the query must not contain NUL (U+0000) characters".to_owned(),
+            "the request cannot be accepted as sent".to_owned(),
         ),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method-not-allowed",

@@ -1,7 +1,9 @@
 //! De-identified copies of stored images, for callers who see images de-identified
 //! (researchers). A copy is made once, by [`crate::imaging::deidentify`], and kept under
-//! `deidentified/{original key}/{sha256 of the copy}`, so later downloads stream it like an
-//! original and its ETag is its own digest.
+//! `deidentified/{original id}/r{REVISION}/{sha256 of the copy}`, so later downloads stream it
+//! like an original and its ETag is its own digest. When the de-identification rules change,
+//! [`REVISION`] goes up: copies made under older rules are never served again, and are deleted
+//! when the new copy is made.
 
 use futures_util::StreamExt as _;
 use object_store::path::Path;
@@ -10,6 +12,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::Storage;
 use crate::imaging::{deidentify, ImageKind};
+
+/// The revision of the de-identification rules copies are made with. 2: JPEG copies end at
+/// the first EOI (revision 1 kept whatever followed it, such as an appended second image).
+pub const REVISION: u32 = 2;
 
 /// Why no copy could be made (mapped in `error.rs`: storage 503, the rest 500).
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +44,8 @@ pub async fn deidentified_copy(
     kind: ImageKind,
 ) -> Result<StoredCopy, CopyError> {
     let store = storage.store();
-    let prefix = Storage::deidentified_key(object_key);
+    let folder = Storage::deidentified_key(object_key);
+    let prefix = folder.clone().join(format!("r{REVISION}").as_str());
     if let Some(meta) = store.list(Some(&prefix)).next().await.transpose()? {
         let sha256 = meta.location.filename().unwrap_or_default().to_owned();
         return Ok(StoredCopy {
@@ -57,6 +64,18 @@ pub async fn deidentified_copy(
     let size = copy.len() as u64;
     let location = prefix.clone().join(sha256.as_str());
     store.put(&location, PutPayload::from(copy)).await?;
+    // Copies made under earlier rules: never served again.
+    let stale: Vec<Path> = store
+        .list(Some(&folder))
+        .filter_map(|meta| async move { meta.ok().map(|m| m.location) })
+        .filter(|key| std::future::ready(!key.prefix_matches(&prefix)))
+        .collect()
+        .await;
+    for key in stale {
+        if let Err(err) = store.delete(&key).await {
+            tracing::warn!(error = %err, "a stale de-identified copy was not deleted");
+        }
+    }
     Ok(StoredCopy {
         location,
         sha256,

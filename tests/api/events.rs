@@ -293,9 +293,29 @@ async fn requests_answer_503_rather_than_unaudited() {
     assert_eq!(doctor.get("/api/v1/labels").await.status, StatusCode::OK);
     // The audit table becomes unwritable (as when its database is gone).
     app.sql("ALTER TABLE events RENAME TO events_away").await;
-    let res = doctor.get("/api/v1/labels").await;
-    let problem = res.problem(503);
-    assert!(problem["detail"].as_str().unwrap().contains("audit"));
+    // Every kind of request: a read, a write, a refused path, a refused query, an unknown
+    // route, an unauthenticated call. None is answered unaudited, and each says why.
+    let anonymous = app.anonymous();
+    for (client, method, path) in [
+        (&doctor, Method::GET, "/api/v1/labels"),
+        (
+            &doctor,
+            Method::POST,
+            "/api/v1/images/00000000-0000-7000-8000-000000000000/labels",
+        ),
+        (&doctor, Method::GET, "/api/v1/%FF"),
+        (&doctor, Method::GET, "/api/v1/labels?q=%00"),
+        (&doctor, Method::GET, "/api/v1/nothing-here"),
+        (&anonymous, Method::GET, "/api/v1/labels"),
+    ] {
+        let res = client.send(method.clone(), path, None, &[]).await;
+        let problem = res.problem(503);
+        assert_eq!(
+            problem["type"], "urn:medlabel:problem:audit-unavailable",
+            "{method} {path}"
+        );
+        assert_eq!(res.header("retry-after"), Some("1"), "{method} {path}");
+    }
     assert_eq!(
         app.anonymous().get("/health").await.status,
         StatusCode::OK,

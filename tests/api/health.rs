@@ -31,6 +31,7 @@ async fn health_is_503_naming_the_database_when_it_is_down() {
         .get("/health")
         .await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.header("retry-after"), Some("1"));
     assert_eq!(
         res.body,
         json!({"status": "unavailable", "database": "unavailable", "storage": "ok"})
@@ -70,6 +71,7 @@ async fn health_is_503_naming_storage_when_it_refuses_writes() {
     std::fs::write(objects.join("images"), b"not a folder").unwrap();
     let res = client.get("/health").await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.header("retry-after"), Some("1"));
     assert_eq!(
         res.body,
         json!({"status": "unavailable", "database": "ok", "storage": "unavailable"})

@@ -690,3 +690,62 @@ async fn pages_visit_every_image_exactly_once_while_images_are_added() {
         "every image present at the start was visited"
     );
 }
+
+/// Bytes after a JPEG's first EOI (an appended second image with its own metadata) never
+/// reach a researcher, and a copy made under earlier de-identification rules is never served.
+#[actix_web::test]
+async fn researchers_never_get_what_follows_a_jpegs_first_eoi() {
+    use object_store::ObjectStoreExt as _;
+    let app = TestApp::spawn().await;
+    let doctor = app.token_client(&[Role::Doctor]).await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let image = fixtures::jpeg(16, 16);
+    let mut appended = image.clone();
+    appended.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x16]);
+    appended.extend_from_slice(b"Exif\0\0PATIENT Canary");
+    appended.extend_from_slice(&[0xFF, 0xD9]);
+    let body = doctor.upload(&appended, "two.jpg", None).await;
+    assert_eq!(body.status, StatusCode::CREATED, "{}", body.text);
+    let id = body.body["id"].as_str().unwrap().to_owned();
+
+    // A copy left by an earlier release, at the old key, holding what should have gone.
+    let key = app
+        .stored_objects()
+        .await
+        .into_iter()
+        .find(|k| k.starts_with("images/"))
+        .unwrap();
+    let stale = format!(
+        "deidentified/{}/{}",
+        key.trim_start_matches("images/"),
+        "0".repeat(64)
+    );
+    app.state
+        .storage
+        .store()
+        .put(
+            &object_store::path::Path::from(stale.as_str()),
+            appended.clone().into(),
+        )
+        .await
+        .unwrap();
+
+    let copy = researcher.get(&format!("/api/v1/images/{id}/file")).await;
+    assert_eq!(copy.status, StatusCode::OK, "{}", copy.text);
+    assert!(
+        !contains(&copy.bytes, "PATIENT"),
+        "the appended image reached a researcher"
+    );
+    assert!(!contains(&copy.bytes, CANARY));
+    assert!(copy.bytes.ends_with(&[0xFF, 0xD9]));
+    assert!(
+        copy.bytes.len() < image.len(),
+        "only the first image, without its metadata"
+    );
+    assert!(
+        !app.stored_objects().await.contains(&stale),
+        "the stale copy is deleted once the current one is made"
+    );
+    let again = researcher.get(&format!("/api/v1/images/{id}/file")).await;
+    assert_eq!(again.bytes, copy.bytes, "the current copy is reused");
+}

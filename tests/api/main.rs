@@ -7,6 +7,7 @@ mod history;
 
 mod auth;
 mod cli;
+mod concurrency;
 mod events;
 mod hardening;
 mod health;

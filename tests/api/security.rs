@@ -253,4 +253,22 @@ async fn cors_is_off_by_default_and_follows_the_allow_list() {
         other.header("access-control-allow-origin"),
         Some("https://evil.example")
     );
+    // A preflight from an origin that is not allowed is refused with a problem that says so
+    // generically (not another refusal's text).
+    let preflight = anon
+        .send(
+            Method::OPTIONS,
+            "/api/v1/labels",
+            None,
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+            ],
+        )
+        .await;
+    let problem = preflight.problem(400);
+    assert!(
+        !problem["detail"].as_str().unwrap().contains("NUL"),
+        "{problem}"
+    );
 }
