@@ -237,6 +237,15 @@ impl Modify for InlineBinary {
 }
 
 /// The document as pretty JSON (what `openapi/openapi.json` holds).
+/// `GET /api/v1/openapi.json`: [`openapi_json`], built once.
+pub async fn serve_document() -> actix_web::HttpResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.get_or_init(openapi_json).as_str())
+}
+
+/// The document as committed in `openapi/openapi.json`: pretty-printed, with a final newline.
 pub fn openapi_json() -> String {
     let mut json = ApiDoc::openapi()
         .to_pretty_json()

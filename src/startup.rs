@@ -134,11 +134,16 @@ pub fn build_server(
                 web::PathConfig::default().error_handler(|err, req| path_error(err, req).into()),
             )
             .service(web::resource("/health").route(web::get().to(api::health::health)))
-            // Swagger UI from the binary (no CDN), reading the document it also serves.
-            .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url(
-                "/api/v1/openapi.json",
-                <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
-            ))
+            // The document, byte for byte what `medlabel openapi` prints and
+            // `openapi/openapi.json` holds; and Swagger UI from the binary (no CDN) reading it.
+            .service(
+                web::resource("/api/v1/openapi.json")
+                    .route(web::get().to(crate::openapi::serve_document)),
+            )
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
+            )
             .service(web::resource("/docs").route(web::get().to(|| async {
                 actix_web::HttpResponse::Found()
                     .insert_header(("location", "/docs/"))
