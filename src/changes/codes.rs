@@ -49,17 +49,20 @@ pub fn update(
     } else {
         Action::Update
     };
+    let deactivation = changes.is_active == Some(false) && changes.description.is_none();
     let updated = until_written(conn, |conn| {
         let current = codes::find_code(conn, system, code)?;
         precondition.check(current.version)?;
-        Ok(codes::update_code(
-            conn,
-            current.id,
-            current.version,
-            changes,
-        )?)
+        if deactivation && !current.is_active {
+            // Deactivating an inactive code changes nothing, as for labels and diseases.
+            return Ok(Some(Err(current)));
+        }
+        Ok(codes::update_code(conn, current.id, current.version, changes)?.map(Ok))
     })?;
-    recorded(conn, change, updated, action)
+    match updated {
+        Ok(updated) => recorded(conn, change, updated, action),
+        Err(unchanged) => Ok(unchanged),
+    }
 }
 
 /// Restores the code with public id `uuid` to a snapshot's description and active flag.

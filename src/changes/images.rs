@@ -24,6 +24,7 @@ pub fn find_editable(
     caller: &CurrentUser,
     uuid: &str,
 ) -> Result<Image, ApiError> {
+    images::lock_image(conn, uuid)?;
     let (image, _) = find_visible(conn, caller, uuid)?;
     authorise_edit(caller, &image)?;
     Ok(image)
@@ -165,6 +166,7 @@ pub fn revert(
     uuid: &str,
     snapshot: &ImageV1,
 ) -> Result<(ImageResponse, i32), ApiError> {
+    images::lock_image(conn, uuid)?;
     let image = images::find_any_image(conn, uuid)?;
     authorise_edit(caller, &image)?;
     let held: Vec<i64> = images::assignments_of(conn, &[image.id])?

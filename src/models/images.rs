@@ -281,6 +281,17 @@ pub fn referenced_keys(conn: &mut DbConnection, keys: &[String]) -> QueryResult<
         .load(conn)
 }
 
+/// Takes the write lock on image `uuid`'s row for the rest of the transaction, changing
+/// nothing (on SQLite the write transaction holds the database lock already). Every write of
+/// an image and its labels takes it first, so on PostgreSQL two writes of one image always lock
+/// in the same order (the image row, then its label rows) and cannot deadlock.
+pub fn lock_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<()> {
+    diesel::update(images::table.filter(images::uuid.eq(uuid)))
+        .set(images::version.eq(images::version))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// An image whether or not it was deleted (history still answers for deleted images).
 pub fn find_any_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image> {
     images::table

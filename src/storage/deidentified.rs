@@ -13,8 +13,10 @@ use sha2::{Digest as _, Sha256};
 use super::Storage;
 use crate::imaging::{deidentify, ImageKind};
 
-/// The revision of the de-identification rules copies are made with. 2: JPEG copies end at
-/// the first EOI (revision 1 kept whatever followed it, such as an appended second image).
+/// The revision of the de-identification rules copies are made with. 2: PNG and JPEG copies
+/// keep only the chunks and segments needed to render (API.md), and end at `IEND` or the
+/// first `EOI`; revision 1 dropped only known metadata and kept whatever followed the image
+/// (such as an appended second image).
 pub const REVISION: u32 = 2;
 
 /// Why no copy could be made (mapped in `error.rs`: storage 503, the rest 500).
