@@ -231,13 +231,6 @@ mod tests {
 
     #[test]
     fn png_text_chunks_are_dropped_and_image_chunks_kept() {
-        let chunk = |kind: &[u8; 4], data: &[u8]| {
-            let mut c = (data.len() as u32).to_be_bytes().to_vec();
-            c.extend_from_slice(kind);
-            c.extend_from_slice(data);
-            c.extend_from_slice(&[0, 0, 0, 0]);
-            c
-        };
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         png.extend(chunk(b"IHDR", &[0; 13]));
         png.extend(chunk(b"tEXt", b"Author\0Dr Canary"));
@@ -250,6 +243,16 @@ mod tests {
         assert!(text.contains("IHDR") && text.contains("IDAT") && text.contains("IEND"));
     }
 
+    /// A PNG chunk (length, type, data, a CRC the stripper does not check).
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0, 0, 0, 0]);
+        c
+    }
+
+    /// A JPEG marker segment with its length.
     fn segment(kind: u8, data: &[u8]) -> Vec<u8> {
         let mut s = vec![0xFF, kind];
         s.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
@@ -312,13 +315,6 @@ mod tests {
 
     #[test]
     fn png_keeps_only_what_renders_and_nothing_after_iend() {
-        let chunk = |kind: &[u8; 4], data: &[u8]| {
-            let mut c = (data.len() as u32).to_be_bytes().to_vec();
-            c.extend_from_slice(kind);
-            c.extend_from_slice(data);
-            c.extend_from_slice(&[0, 0, 0, 0]);
-            c
-        };
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         png.extend(chunk(b"IHDR", &[0; 13]));
         png.extend(chunk(b"prVt", b"canary private"));
@@ -334,12 +330,6 @@ mod tests {
 
     #[test]
     fn jpeg_bytes_after_the_first_eoi_and_metadata_between_scans_are_dropped() {
-        let segment = |kind: u8, data: &[u8]| {
-            let mut s = vec![0xFF, kind];
-            s.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
-            s.extend_from_slice(data);
-            s
-        };
         // A progressive image: two scans with a table and a comment between them, stuffed
         // bytes and a restart marker inside the scans; then a second image with identifying
         // metadata appended after the first EOI.
