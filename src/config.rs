@@ -9,8 +9,9 @@
 //! | `DATABASE_URL` | `sqlite://medlabel.db` | `sqlite://PATH` or `postgres://...` |
 //! | `STORAGE_URL` | `file://./data/objects` | `file://DIR`, `s3://bucket/prefix` or `memory://` |
 //! | `MEDLABEL_BIND` | `127.0.0.1:8080` | listen address |
-//! | `MEDLABEL_DATA_DIR` | `./data` | where a generated session key is kept |
+//! | `MEDLABEL_DATA_DIR` | `./data` | where generated session and pseudonym keys are kept |
 //! | `MEDLABEL_SESSION_KEY` | generated | 64+ random bytes, base64: signs and encrypts cookies |
+//! | `MEDLABEL_PSEUDONYM_KEY` | generated | 32+ random bytes, base64: subject pseudonyms; every instance needs the same one, for good |
 //! | `MEDLABEL_SESSION_IDLE_SECS` | `1800` | idle timeout of a session |
 //! | `MEDLABEL_SESSION_MAX_SECS` | `43200` | absolute lifetime of a session |
 //! | `MEDLABEL_MAX_UPLOAD_BYTES` | `1073741824` | largest image upload |
@@ -33,6 +34,8 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use ipnet::IpNet;
+
+use crate::pseudonym::PseudonymKey;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -62,6 +65,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Raw key material (64+ bytes); `None` means "generate and keep one in `data_dir`".
     pub session_key: Option<Secret<Vec<u8>>>,
+    /// The pseudonym key (32+ bytes); `None` means "generate and keep one in `data_dir`".
+    pub pseudonym_key: Option<PseudonymKey>,
     pub session_idle_secs: u64,
     pub session_max_secs: u64,
     pub max_upload_bytes: u64,
@@ -136,6 +141,14 @@ impl Settings {
             }
         };
 
+        let pseudonym_key = match get("MEDLABEL_PSEUDONYM_KEY")? {
+            None => None,
+            Some(encoded) => Some(
+                decode_pseudonym_key(&encoded)
+                    .map_err(|e| ConfigError(format!("MEDLABEL_PSEUDONYM_KEY {e}")))?,
+            ),
+        };
+
         let session_idle_secs = number(
             get("MEDLABEL_SESSION_IDLE_SECS")?,
             "MEDLABEL_SESSION_IDLE_SECS",
@@ -196,6 +209,7 @@ impl Settings {
             bind,
             data_dir: PathBuf::from(get("MEDLABEL_DATA_DIR")?.unwrap_or_else(|| "./data".into())),
             session_key,
+            pseudonym_key,
             session_idle_secs,
             session_max_secs,
             max_upload_bytes: number(
@@ -241,23 +255,51 @@ impl Settings {
         if let Some(Secret(key)) = &self.session_key {
             return Ok(key.clone());
         }
-        let path = self.data_dir.join("session.key");
-        if let Ok(encoded) = std::fs::read_to_string(&path) {
-            return decode_session_key(encoded.trim())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        self.kept_key(
+            "session.key",
+            "MEDLABEL_SESSION_KEY",
+            64,
+            decode_session_key,
+        )
+    }
+
+    /// The pseudonym key: the configured one, or one generated once and kept in `data_dir`.
+    pub fn resolve_pseudonym_key(&self) -> anyhow::Result<PseudonymKey> {
+        if let Some(key) = &self.pseudonym_key {
+            return Ok(key.clone());
         }
-        let key: [u8; 64] = rand::random();
+        self.kept_key(
+            "pseudonym.key",
+            "MEDLABEL_PSEUDONYM_KEY",
+            32,
+            decode_pseudonym_key,
+        )
+    }
+
+    /// The key kept in `data_dir/file`, or a new one of `bytes` random bytes written there
+    /// (readable by the owner only) with a warning naming `variable`.
+    fn kept_key<K>(
+        &self,
+        file: &str,
+        variable: &str,
+        bytes: usize,
+        decode: fn(&str) -> Result<K, String>,
+    ) -> anyhow::Result<K> {
+        let path = self.data_dir.join(file);
+        if let Ok(encoded) = std::fs::read_to_string(&path) {
+            return decode(encoded.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        }
+        let mut key = vec![0u8; bytes];
+        rand::fill(&mut key[..]);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&key);
         std::fs::create_dir_all(&self.data_dir)?;
-        write_private(
-            &path,
-            &base64::engine::general_purpose::STANDARD.encode(key),
-        )?;
+        write_private(&path, &encoded)?;
         tracing::warn!(
             path = %path.display(),
-            "MEDLABEL_SESSION_KEY is not set: generated a session key and kept it there. \
-             Instances behind one load balancer must share MEDLABEL_SESSION_KEY."
+            "{variable} is not set: generated a key and kept it there. Instances behind one \
+             load balancer must share {variable}; keep it safe."
         );
-        Ok(key.to_vec())
+        decode(&encoded).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
     /// The cookie name: `__Host-medlabel`, or `medlabel` with insecure (plain-HTTP) cookies.
@@ -290,6 +332,13 @@ fn decode_session_key(encoded: &str) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(key)
+}
+
+fn decode_pseudonym_key(encoded: &str) -> Result<PseudonymKey, String> {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| "is not valid base64".to_owned())?;
+    PseudonymKey::new(key)
 }
 
 fn number<T: std::str::FromStr>(
@@ -377,6 +426,7 @@ mod tests {
             ("STORAGE_URL", "ftp://x"),
             ("MEDLABEL_BIND", "nowhere"),
             ("MEDLABEL_SESSION_KEY", "c2hvcnQ="),
+            ("MEDLABEL_PSEUDONYM_KEY", "c2hvcnQ="),
             ("MEDLABEL_SESSION_IDLE_SECS", "ten"),
             ("MEDLABEL_LOG_FORMAT", "xml"),
             ("MEDLABEL_INSECURE_COOKIES", "yes please"),
@@ -413,5 +463,11 @@ mod tests {
         let first = s.resolve_session_key().unwrap();
         assert_eq!(first.len(), 64);
         assert_eq!(s.resolve_session_key().unwrap(), first);
+        let pseudonyms = s.resolve_pseudonym_key().unwrap();
+        assert_eq!(
+            s.resolve_pseudonym_key().unwrap().fingerprint(),
+            pseudonyms.fingerprint()
+        );
+        assert!(dir.path().join("pseudonym.key").exists());
     }
 }

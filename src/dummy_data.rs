@@ -1,8 +1,9 @@
 //! `medlabel create-dummy-data`: realistic demo data. Doctors and researchers with fake names,
 //! emails, passwords and API tokens; a label vocabulary and diseases linked to real ICD-10-CM
 //! and ICD-9-CM codes from the bundled lists; generated PNG, JPEG and small DICOM images of
-//! varied sizes stored like uploads; diagnoses on them; a history entry for every change, as
-//! the API would record. Deterministic for a given `--seed` (passwords and tokens excepted).
+//! varied sizes stored like uploads, the DICOM ones of a few fake patients per doctor (fake
+//! names, IDs and birth dates) with two or three studies each, filed as uploads are; diagnoses
+//! on them; a history entry for every change, as the API would record. Deterministic for a given `--seed` (passwords and tokens excepted).
 //! Running it again adds more data.
 
 use anyhow::Context as _;
@@ -169,8 +170,16 @@ pub async fn create_dummy_data(
 
     for doctor in &doctors {
         let change = Change::offline(doctor.id, change_id.clone());
+        let patients = demo_patients(&mut rng, options.images_per_doctor.div_ceil(6).max(2));
         for _ in 0..options.images_per_doctor {
-            let (kind, bytes, width, height) = random_image(&mut rng)?;
+            let (kind, bytes, width, height, study) = random_image(&mut rng, &patients)?;
+            let header = match kind {
+                ImageKind::Dicom => Some(
+                    crate::imaging::dicom::read_header(&bytes)
+                        .map_err(|e| anyhow::anyhow!("a generated DICOM does not read: {e}"))?,
+                ),
+                _ => None,
+            };
             let key = Storage::new_image_key();
             state
                 .storage
@@ -178,7 +187,6 @@ pub async fn create_dummy_data(
                 .put(&key, PutPayload::from(bytes.clone()))
                 .await
                 .context("storing a generated image")?;
-            let study = STUDIES[rng.random_range(0..STUDIES.len())];
             let filename = format!(
                 "{}-{:04}.{}",
                 study
@@ -194,10 +202,15 @@ pub async fn create_dummy_data(
                 .map(|_| label_ids[rng.random_range(0..label_ids.len())].clone())
                 .collect();
             crate::db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
-                let (image, _) = changes::images::create(
+                let belonging = match &header {
+                    Some(header) => changes::images::Belonging::Dicom(header),
+                    None => changes::images::Belonging::Form(None),
+                };
+                let uploaded = changes::images::upload(
                     conn,
                     doctor,
                     &change,
+                    &state.pseudonym_key,
                     images::NewImage {
                         uploaded_by: doctor.id,
                         description: Some(study),
@@ -208,8 +221,14 @@ pub async fn create_dummy_data(
                         height: Some(height as i32),
                         original_filename: Some(&filename),
                         object_key: key.as_ref(),
+                        filing: Default::default(),
                     },
+                    belonging,
                 )?;
+                let image = match uploaded {
+                    changes::images::Uploaded::Created(image, _)
+                    | changes::images::Uploaded::Existing(image, _) => image,
+                };
                 let mut done = Vec::new();
                 for label in labels_here {
                     if !done.contains(&label) {
@@ -344,12 +363,101 @@ fn vocabulary(
 }
 
 /// A generated image: mostly PNG, some JPEG, a few small DICOM files, of varied sizes.
-fn random_image(rng: &mut StdRng) -> anyhow::Result<(ImageKind, Vec<u8>, u32, u32)> {
+/// A fake patient of one doctor, with the studies their images are filed under.
+struct DemoPatient {
+    attributes: Vec<(dicom_core::Tag, VR, String)>,
+    /// (Study Instance UID, Study Date, Accession Number, description, modality).
+    studies: Vec<(String, String, String, &'static str, &'static str)>,
+}
+
+/// A random DICOM UID under the `2.25` root (PS3.5 B.2: a UUID as a decimal integer).
+fn demo_uid(rng: &mut StdRng) -> String {
+    format!("2.25.{}", rng.random::<u128>() >> 1)
+}
+
+/// A new DICOM UID under `2.25` from a UUID v7 (unique, not seeded).
+fn fresh_uid() -> String {
+    format!("2.25.{}", uuid::Uuid::now_v7().as_u128())
+}
+
+/// A few patients with realistic fake names, IDs and dates, each with two or three studies.
+fn demo_patients(rng: &mut StdRng, count: usize) -> Vec<DemoPatient> {
+    (0..count)
+        .map(|_| {
+            let first: String = FirstName().fake_with_rng(rng);
+            let last: String = LastName().fake_with_rng(rng);
+            let born = chrono::NaiveDate::from_ymd_opt(
+                rng.random_range(1930..2015),
+                rng.random_range(1..=12),
+                rng.random_range(1..=28),
+            )
+            .unwrap_or_default();
+            let attributes = vec![
+                (tags::PATIENT_NAME, VR::PN, format!("{last}^{first}")),
+                (
+                    tags::PATIENT_ID,
+                    VR::LO,
+                    format!("MRN{:07}", rng.random_range(0..10_000_000)),
+                ),
+                (
+                    tags::ISSUER_OF_PATIENT_ID,
+                    VR::LO,
+                    "DEMO-HOSPITAL".to_owned(),
+                ),
+                (
+                    tags::PATIENT_BIRTH_DATE,
+                    VR::DA,
+                    born.format("%Y%m%d").to_string(),
+                ),
+                (
+                    tags::PATIENT_SEX,
+                    VR::CS,
+                    ["F", "M"][rng.random_range(0..2)].to_owned(),
+                ),
+            ];
+            let studies = (0..rng.random_range(2..=3))
+                .map(|_| {
+                    let description = STUDIES[rng.random_range(0..STUDIES.len())];
+                    let modality = if description.starts_with("CT") {
+                        "CT"
+                    } else {
+                        "CR"
+                    };
+                    let date = chrono::NaiveDate::from_ymd_opt(
+                        rng.random_range(2018..2027),
+                        rng.random_range(1..=12),
+                        rng.random_range(1..=28),
+                    )
+                    .unwrap_or_default();
+                    (
+                        demo_uid(rng),
+                        date.format("%Y%m%d").to_string(),
+                        format!("A{:08}", rng.random_range(0..100_000_000)),
+                        description,
+                        modality,
+                    )
+                })
+                .collect();
+            DemoPatient {
+                attributes,
+                studies,
+            }
+        })
+        .collect()
+}
+
+/// A generated image: a PNG or JPEG without a patient, or (half of them) a small DICOM of one
+/// of `patients`, in one of their studies. Returns the type, bytes, size and description.
+fn random_image(
+    rng: &mut StdRng,
+    patients: &[DemoPatient],
+) -> anyhow::Result<(ImageKind, Vec<u8>, u32, u32, &'static str)> {
     let roll: f64 = rng.random();
     let (width, height) = (rng.random_range(64..=512u32), rng.random_range(64..=512u32));
     let shade = rng.random_range(0..=255u8);
     let pixel = |x: u32, y: u32| ((x * 7 + y * 3) as u8).wrapping_add(shade);
-    if roll < 0.7 {
+    let description = STUDIES[rng.random_range(0..STUDIES.len())];
+    if roll < 0.35 {
         let mut out = Vec::new();
         let mut encoder = png::Encoder::new(&mut out, width, height);
         encoder.set_color(png::ColorType::Grayscale);
@@ -359,8 +467,8 @@ fn random_image(rng: &mut StdRng) -> anyhow::Result<(ImageKind, Vec<u8>, u32, u3
             .collect();
         writer.write_image_data(&data)?;
         writer.finish()?;
-        Ok((ImageKind::Png, out, width, height))
-    } else if roll < 0.9 {
+        Ok((ImageKind::Png, out, width, height, description))
+    } else if roll < 0.5 || patients.is_empty() {
         let mut out = Vec::new();
         let data: Vec<u8> = (0..height)
             .flat_map(|y| (0..width).map(move |x| pixel(x, y)))
@@ -371,14 +479,30 @@ fn random_image(rng: &mut StdRng) -> anyhow::Result<(ImageKind, Vec<u8>, u32, u3
             height as u16,
             jpeg_encoder::ColorType::Luma,
         )?;
-        Ok((ImageKind::Jpeg, out, width, height))
+        Ok((ImageKind::Jpeg, out, width, height, description))
     } else {
         let (rows, columns) = (height.min(256) as u16, width.min(256) as u16);
-        let patient = [
-            (tags::PATIENT_NAME, VR::PN, "Demo^Patient".to_owned()),
-            (tags::PATIENT_ID, VR::LO, "DEMO-0001".to_owned()),
-        ];
-        let bytes = crate::imaging::dicom::synthetic_dicom(rows, columns, shade, &patient)?;
-        Ok((ImageKind::Dicom, bytes, columns as u32, rows as u32))
+        let patient = &patients[rng.random_range(0..patients.len())];
+        let (study_uid, date, accession, description, modality) =
+            &patient.studies[rng.random_range(0..patient.studies.len())];
+        let mut attributes = patient.attributes.clone();
+        attributes.extend([
+            (tags::STUDY_INSTANCE_UID, VR::UI, study_uid.clone()),
+            (tags::STUDY_DATE, VR::DA, date.clone()),
+            (tags::ACCESSION_NUMBER, VR::SH, accession.clone()),
+            (tags::STUDY_DESCRIPTION, VR::LO, (*description).to_owned()),
+            // Unique per run (not seeded): running again adds images, as new instances.
+            (tags::SERIES_INSTANCE_UID, VR::UI, fresh_uid()),
+            (tags::MODALITY, VR::CS, (*modality).to_owned()),
+            (tags::SOP_INSTANCE_UID, VR::UI, fresh_uid()),
+        ]);
+        let bytes = crate::imaging::dicom::synthetic_dicom(rows, columns, shade, &attributes)?;
+        Ok((
+            ImageKind::Dicom,
+            bytes,
+            columns as u32,
+            rows as u32,
+            description,
+        ))
     }
 }

@@ -34,6 +34,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with the problem type `urn:medlabel:problem:withheld`: a file withheld from
+    /// researchers because its pixels may show identifying text.
+    #[error("{0}")]
+    Withheld(String),
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Withheld(_) => "withheld",
             ApiError::NotFound => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed => "precondition-failed",
@@ -227,7 +232,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Withheld(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,

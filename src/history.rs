@@ -16,10 +16,6 @@ use crate::db::DbConnection;
 use crate::models::history::insert_history;
 use crate::telemetry::current_request_id;
 
-/// The shape of snapshots written now. A release that changes an entity's shape bumps this
-/// and keeps reading (and reverting) every older version.
-pub const SCHEMA_VERSION: i32 = 1;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntityType {
     Image,
@@ -35,6 +31,16 @@ impl EntityType {
             EntityType::Label => "label",
             EntityType::Disease => "disease",
             EntityType::Code => "code",
+        }
+    }
+
+    /// The shape version of this entity's snapshots written now. A release that changes an
+    /// entity's shape bumps its number and keeps reading (and reverting) every older version
+    /// (`changes::snapshots`). Images are at 2 (patient, study and series fields added).
+    pub fn schema_version(self) -> i32 {
+        match self {
+            EntityType::Image => 2,
+            EntityType::Label | EntityType::Disease | EntityType::Code => 1,
         }
     }
 
@@ -132,7 +138,7 @@ impl Change {
             entity.name(),
             entity_id,
             action.name(),
-            SCHEMA_VERSION,
+            entity.schema_version(),
             &json,
             self.user_id,
             &self.request_id,

@@ -17,6 +17,7 @@ pub mod models;
 pub mod openapi;
 pub mod orphans;
 pub mod probe;
+pub mod pseudonym;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -26,8 +26,28 @@ use crate::state::AppState;
 pub fn prepare(state: &AppState) -> anyhow::Result<()> {
     state.db.migrate()?;
     let mut conn = state.db.get()?;
+    check_pseudonym_key(&mut conn, &state.pseudonym_key)?;
     groups::ensure_groups(&mut conn)?;
     crate::models::codes::ensure_code_systems(&mut conn)?;
+    Ok(())
+}
+
+/// Records the pseudonym key's fingerprint in a new database, and refuses a key other than the
+/// one recorded: every subject id would change silently otherwise.
+pub fn check_pseudonym_key(
+    conn: &mut crate::db::DbConnection,
+    key: &crate::pseudonym::PseudonymKey,
+) -> anyhow::Result<()> {
+    let ours = key.fingerprint();
+    let recorded = crate::models::patients::record_key_fingerprint(conn, "pseudonym", &ours)?;
+    if recorded != ours {
+        anyhow::bail!(
+            "MEDLABEL_PSEUDONYM_KEY is not the key this database was used with (its fingerprint \
+             is {recorded}, this key's is {ours}): every subject pseudonym would change. Set \
+             MEDLABEL_PSEUDONYM_KEY (or MEDLABEL_PSEUDONYM_KEY_FILE) to the original key, or \
+             restore pseudonym.key in the data directory."
+        );
+    }
     Ok(())
 }
 

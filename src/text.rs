@@ -33,6 +33,52 @@ pub fn fold_key(text: &str) -> String {
     nfc(&folded)
 }
 
+/// Replaces known identifiers in free text with `[redacted]`: each term matched as a whole
+/// word (no letter, digit or `_` directly before or after it, Unicode-aware), ignoring case.
+/// Built once per patient with [`Redactor::new`]; `None` when there is nothing to redact.
+#[derive(Debug, Clone)]
+pub struct Redactor(regex::Regex);
+
+/// What redacted text shows instead of an identifier.
+pub const REDACTED: &str = "[redacted]";
+
+impl Redactor {
+    /// A redactor for `terms` (blank terms are ignored); longer terms are tried first, so
+    /// `1980-03-12` is redacted whole rather than `1980` alone.
+    pub fn new<I: IntoIterator<Item = String>>(terms: I) -> Option<Redactor> {
+        let mut terms: Vec<String> = terms
+            .into_iter()
+            .map(|t| nfc(t.trim()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        if terms.is_empty() {
+            return None;
+        }
+        terms.sort_by(|a, b| b.chars().count().cmp(&a.chars().count()).then(a.cmp(b)));
+        terms.dedup();
+        let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let alternatives: Vec<String> = terms
+            .iter()
+            .map(|t| {
+                let before = if is_word(t.chars().next()) { r"\b" } else { "" };
+                let after = if is_word(t.chars().last()) { r"\b" } else { "" };
+                format!("{before}{}{after}", regex::escape(t))
+            })
+            .collect();
+        regex::RegexBuilder::new(&format!("(?:{})", alternatives.join("|")))
+            .case_insensitive(true)
+            .size_limit(1 << 22)
+            .build()
+            .ok()
+            .map(Redactor)
+    }
+
+    /// `text` with every term replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        self.0.replace_all(&nfc(text), REDACTED).into_owned()
+    }
+}
+
 /// Characters that render as nothing (Unicode `Default_Ignorable_Code_Point`, UAX #44): zero-
 /// width spaces and joiners, bidirectional controls, the soft hyphen, variation selectors,
 /// tag characters, the Hangul fillers and their kin. Two names differing only by them look the
@@ -119,5 +165,34 @@ mod tests {
         for good in ["Pneumonia", "Ménière", "Ölçer", "dr.house", "ZOË"] {
             assert_eq!(name_problem(good), None, "{good}");
         }
+    }
+
+    #[test]
+    fn redaction_replaces_whole_words_ignoring_case() {
+        let r = Redactor::new(
+            [
+                "Doe",
+                "John",
+                "PAT-0042",
+                "19800312",
+                "1980-03-12",
+                "12/03/1980",
+                "Ölçer",
+            ]
+            .map(String::from),
+        )
+        .unwrap();
+        assert_eq!(
+            r.redact("john DOE (pat-0042), born 12/03/1980 = 1980-03-12 = 19800312; ÖLÇER"),
+            "[redacted] [redacted] ([redacted]), born [redacted] = [redacted] = [redacted]; [redacted]"
+        );
+        assert_eq!(
+            r.redact("Johnson Doeth PAT-00421"),
+            "Johnson Doeth PAT-00421"
+        );
+        assert_eq!(r.redact("nothing here"), "nothing here");
+        assert!(Redactor::new(["  ".to_owned()]).is_none());
+        let regex_chars = Redactor::new(["a.b*(".to_owned()]).unwrap();
+        assert_eq!(regex_chars.redact("x a.b*( y axb"), "x [redacted] y axb");
     }
 }

@@ -23,7 +23,7 @@ use crate::models::history::{self, HistoryFilter};
 use crate::models::labels::{self, Label};
 use crate::models::{diseases, images, users};
 use crate::state::AppState;
-use crate::views::history::{entry_response, HistoryEntryResponse};
+use crate::views::history::{entry_response, HistoryEntryResponse, ImageFacts};
 use crate::views::vocabulary::CodeResponse;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -109,17 +109,18 @@ pub(crate) async fn entity_page(
             if !exists {
                 return Err(ApiError::NotFound);
             }
-            Ok(history::entity_history(
-                conn,
-                entity.name(),
-                &entity_id,
-                after.as_deref(),
-                fetch,
-            )?)
+            let rows =
+                history::entity_history(conn, entity.name(), &entity_id, after.as_deref(), fetch)?;
+            let facts = ImageFacts::load(conn, &who, &rows)?;
+            Ok((rows, facts))
         })
         .await?;
-    let body: Page<HistoryEntryResponse> =
-        page.finish(rows, |(r, _)| &r.uuid, |r| entry_response(&caller, r));
+    let (rows, facts) = rows;
+    let body: Page<HistoryEntryResponse> = page.finish(
+        rows,
+        |(r, _)| &r.uuid,
+        |r| entry_response(&caller, &facts, r),
+    );
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -178,26 +179,30 @@ async fn list_history(
         ..Default::default()
     };
     let (after, fetch) = (page.after.clone(), page.fetch());
+    let who = caller.clone();
     let rows = state
         .db
         .run(move |conn| {
             if let Some(uuid) = changed_by {
                 match users::find_by_uuid(conn, &uuid) {
                     Ok(user) => filter.changed_by = Some(user.id),
-                    Err(diesel::result::Error::NotFound) => return Ok(Vec::new()),
+                    Err(diesel::result::Error::NotFound) => {
+                        return Ok((Vec::new(), ImageFacts::default()))
+                    }
                     Err(e) => return Err(ApiError::from(e)),
                 }
             }
-            Ok(history::list_history(
-                conn,
-                &filter,
-                after.as_deref(),
-                fetch,
-            )?)
+            let rows = history::list_history(conn, &filter, after.as_deref(), fetch)?;
+            let facts = ImageFacts::load(conn, &who, &rows)?;
+            Ok((rows, facts))
         })
         .await?;
-    let body: Page<HistoryEntryResponse> =
-        page.finish(rows, |(r, _)| &r.uuid, |r| entry_response(&caller, r));
+    let (rows, facts) = rows;
+    let body: Page<HistoryEntryResponse> = page.finish(
+        rows,
+        |(r, _)| &r.uuid,
+        |r| entry_response(&caller, &facts, r),
+    );
     Ok(HttpResponse::Ok().json(body))
 }
 

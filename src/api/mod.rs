@@ -13,6 +13,7 @@ pub mod history;
 pub mod images;
 pub mod labels;
 pub mod pagination;
+pub mod patients;
 pub mod responses;
 pub mod serde_fields;
 pub mod users;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     diseases::configure(cfg);
     labels::configure(cfg);
     images::configure(cfg);
+    patients::configure(cfg);
     events::configure(cfg);
     history::configure(cfg);
 }

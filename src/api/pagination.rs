@@ -41,7 +41,21 @@ impl PageRequest {
                 n
             }
         };
-        let after = cursor.map(decode_cursor).transpose()?;
+        let after = cursor
+            .map(|c| decode_cursor(c, |k| uuid::Uuid::parse_str(k).is_ok()))
+            .transpose()?;
+        Ok(PageRequest { limit, after })
+    }
+
+    /// Like [`PageRequest::parse`], for lists ordered by another key than a UUID (`is_key`
+    /// says which values a cursor may carry).
+    pub fn parse_keyed(
+        limit: Option<&str>,
+        cursor: Option<&str>,
+        is_key: fn(&str) -> bool,
+    ) -> Result<Self, ApiError> {
+        let limit = PageRequest::parse(limit, None)?.limit;
+        let after = cursor.map(|c| decode_cursor(c, is_key)).transpose()?;
         Ok(PageRequest { limit, after })
     }
 
@@ -115,15 +129,18 @@ pub fn encode_cursor(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }
 
-fn decode_cursor(raw: &str) -> Result<String, ApiError> {
+fn decode_cursor(raw: &str, is_key: fn(&str) -> bool) -> Result<String, ApiError> {
     let bad = || ApiError::BadRequest("cursor is not one this server issued".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw.trim())
         .map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    uuid::Uuid::parse_str(&text)
+    if !is_key(&text) {
+        return Err(bad());
+    }
+    Ok(uuid::Uuid::parse_str(&text)
         .map(|u| u.to_string())
-        .map_err(|_| bad())
+        .unwrap_or(text))
 }
 
 #[cfg(test)]

@@ -66,6 +66,19 @@ pub fn own_images_only(caller: &CurrentUser) -> Option<i64> {
     (!caller.is_admin() && !caller.has(Role::Researcher)).then_some(caller.id)
 }
 
+/// Whether the caller may see patients identified (`/patients`, the `patient_id` filter):
+/// doctors and admins.
+pub fn may_see_patients(caller: &CurrentUser) -> bool {
+    caller.is_admin() || caller.has(Role::Doctor)
+}
+
+/// The uploader whose images decide which patients the caller sees: `Some(caller.id)` for
+/// everyone but admins (a doctor sees the patients of their own images, counting those), `None`
+/// (every patient, every image counted) for admins.
+pub fn own_patients_only(caller: &CurrentUser) -> Option<i64> {
+    (!caller.is_admin()).then_some(caller.id)
+}
+
 /// The refusal for a visible image the caller may not change (403).
 pub const NOT_IMAGE_EDITOR: &str = "only the uploading doctor or an admin may change this image";
 
@@ -122,5 +135,22 @@ mod tests {
             None
         );
         assert_eq!(own_images_only(&user(7, &[Role::Admin])), None);
+    }
+
+    #[test]
+    fn patients_are_for_doctors_and_admins() {
+        let (doctor, researcher, admin) = (
+            user(1, &[Role::Doctor]),
+            user(2, &[Role::Researcher]),
+            user(3, &[Role::Admin]),
+        );
+        assert!(may_see_patients(&doctor) && may_see_patients(&admin));
+        assert!(!may_see_patients(&researcher));
+        assert_eq!(own_patients_only(&doctor), Some(1));
+        assert_eq!(
+            own_patients_only(&user(4, &[Role::Doctor, Role::Researcher])),
+            Some(4)
+        );
+        assert_eq!(own_patients_only(&admin), None);
     }
 }

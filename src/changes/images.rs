@@ -11,8 +11,11 @@ use crate::auth::CurrentUser;
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::history::{Action, EntityType};
-use crate::models::images::{self, Image, ImageChanges, NewImage};
+use crate::imaging::dicom::DicomHeader;
+use crate::models::images::{self, Filing, Image, ImageChanges, NewImage};
+use crate::models::patients::{self, PatientFacts, StudyFacts};
 use crate::models::{labels, users};
+use crate::pseudonym::PseudonymKey;
 use crate::views::images::{
     assignment_responses, find_visible, image_response, ImageResponse, LabelAssignmentResponse,
 };
@@ -75,6 +78,110 @@ pub fn create(
 ) -> Result<(ImageResponse, i32), ApiError> {
     let image = images::insert_image(conn, new)?;
     recorded(conn, caller, change, image, Action::Create)
+}
+
+/// What an upload turned out to be.
+pub enum Uploaded {
+    /// A new image (201).
+    Created(ImageResponse, i32),
+    /// The same SOP Instance UID with the same bytes, stored already (200): a retried upload.
+    Existing(ImageResponse, i32),
+}
+
+/// Where an upload says it belongs: the DICOM header, or (PNG, JPEG) the patient the upload
+/// form names.
+#[derive(Debug, Clone, Copy)]
+pub enum Belonging<'a> {
+    Dicom(&'a DicomHeader),
+    Form(Option<&'a PatientFacts>),
+}
+
+/// Files an uploaded image under its patient, study and series (API.md "Patients, studies and
+/// subjects"), creating them as needed; `new.filing` is filled in here. A live image with the
+/// same SOP Instance UID is answered as [`Uploaded::Existing`] when its bytes are the same and
+/// the caller may change it, and 409 otherwise.
+pub fn upload<'a>(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    change: &Change,
+    key: &PseudonymKey,
+    mut new: NewImage<'a>,
+    belonging: Belonging<'a>,
+) -> Result<Uploaded, ApiError> {
+    let (patient, header) = match belonging {
+        Belonging::Dicom(header) => (patient_of(header), Some(header)),
+        Belonging::Form(patient) => (patient.cloned(), None),
+    };
+    let sop = header.and_then(|h| h.sop_instance_uid.as_deref());
+    if let Some(sop) = sop {
+        if let Some(stored) = images::find_live_by_sop(conn, sop)? {
+            if stored.sha256 != new.sha256 {
+                return Err(ApiError::Conflict(
+                    "an image with this SOP Instance UID is stored already, with other bytes"
+                        .into(),
+                ));
+            }
+            if !policy::may_edit_image(caller, Uploader::Id(stored.uploaded_by)) {
+                return Err(ApiError::Conflict(
+                    "an image with this SOP Instance UID was uploaded by someone else".into(),
+                ));
+            }
+            let (response, version) = image_response(conn, caller, stored)?;
+            return Ok(Uploaded::Existing(response, version));
+        }
+    }
+    let patient = match &patient {
+        Some(facts) => Some(patients::file_patient(
+            conn,
+            facts,
+            &key.subject_id(&facts.issuer, &facts.patient_id),
+        )?),
+        None => None,
+    };
+    let mut filing = Filing {
+        patient_id: patient.as_ref().map(|p| p.id),
+        sop_instance_uid: sop,
+        ..Default::default()
+    };
+    if let Some(header) = header {
+        filing.modality = header.modality.as_deref();
+        filing.burned_in_annotation = header.burned_in_annotation;
+        if let Some(uid) = &header.study_instance_uid {
+            let study = patients::file_study(
+                conn,
+                &StudyFacts {
+                    study_instance_uid: uid.clone(),
+                    study_date: header.study_date.clone(),
+                    accession_number: header.accession_number.clone(),
+                    description: header.study_description.clone(),
+                },
+                filing.patient_id,
+            )?;
+            filing.study_id = Some(study.id);
+            if let Some(series) = &header.series_instance_uid {
+                filing.series_id = Some(patients::file_series(
+                    conn,
+                    series,
+                    study.id,
+                    header.modality.as_deref(),
+                )?);
+            }
+        }
+    }
+    new.filing = filing;
+    let (response, version) = create(conn, caller, change, new)?;
+    Ok(Uploaded::Created(response, version))
+}
+
+/// The patient a DICOM header names: none without a Patient ID.
+fn patient_of(header: &DicomHeader) -> Option<PatientFacts> {
+    Some(PatientFacts {
+        issuer: header.issuer_of_patient_id.clone().unwrap_or_default(),
+        patient_id: header.patient_id.clone()?,
+        name: header.patients_name.clone(),
+        birth_date: header.patients_birth_date.clone(),
+        sex: header.patients_sex.clone(),
+    })
 }
 
 /// Changes image `uuid` as the client read it: its description, or its deletion.
@@ -206,6 +313,13 @@ pub fn revert(
         return Err(ApiError::Validation(
             [("labels".to_owned(), refused)].into_iter().collect(),
         ));
+    }
+    if let Some(sop) = &image.sop_instance_uid {
+        if image.deleted_at.is_some() && images::find_live_by_sop(conn, sop)?.is_some() {
+            return Err(ApiError::Conflict(
+                "another image with this SOP Instance UID was uploaded since it was deleted".into(),
+            ));
+        }
     }
     images::restore_image(conn, image.id, snapshot.description.as_deref())?;
     images::replace_assignments(conn, image.id, &rows)?;

@@ -5,14 +5,18 @@
 //! unknown fields are refused, so a response type whose fields change without a new schema
 //! version fails loudly (the unit test below serialises today's responses and reads them back)
 //! instead of reverting to defaults. A release that changes a shape adds a `V2` here, bumps
-//! [`SCHEMA_VERSION`], and keeps reading every older version.
+//! [`EntityType::schema_version`], and keeps reading every older version.
+//!
+//! | entity | versions |
+//! |---|---|
+//! | label, disease, code | 1 |
+//! | image | 1; 2 adds `patient`, `subject_id`, `study`, `series_instance_uid`, `sop_instance_uid`, `modality`, `withheld` |
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::history::EntityType;
-pub use crate::history::SCHEMA_VERSION;
 
 /// `{"id": ...}`, ignoring the rest of a reference (`name`, `username`).
 #[derive(Debug, Deserialize)]
@@ -91,6 +95,51 @@ pub struct ImageV1 {
     pub updated_at: IgnoredAny,
 }
 
+/// An image, schema version 2 (`ImageResponse` with its filing, as its editor sees it). The
+/// filing comes from the file and never changes, so revert uses what version 1 has.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageV2 {
+    pub id: String,
+    pub uploaded_by: RefV1,
+    pub description: Option<String>,
+    pub content_type: IgnoredAny,
+    pub size_bytes: IgnoredAny,
+    pub sha256: IgnoredAny,
+    pub width: IgnoredAny,
+    pub height: IgnoredAny,
+    pub original_filename: IgnoredAny,
+    pub labels: Vec<AssignmentV1>,
+    pub patient: IgnoredAny,
+    pub subject_id: IgnoredAny,
+    pub study: IgnoredAny,
+    pub series_instance_uid: IgnoredAny,
+    pub sop_instance_uid: IgnoredAny,
+    pub modality: IgnoredAny,
+    pub withheld: IgnoredAny,
+    pub created_at: IgnoredAny,
+    pub updated_at: IgnoredAny,
+}
+
+impl From<ImageV2> for ImageV1 {
+    fn from(v2: ImageV2) -> Self {
+        ImageV1 {
+            id: v2.id,
+            uploaded_by: v2.uploaded_by,
+            description: v2.description,
+            content_type: IgnoredAny,
+            size_bytes: IgnoredAny,
+            sha256: IgnoredAny,
+            width: IgnoredAny,
+            height: IgnoredAny,
+            original_filename: IgnoredAny,
+            labels: v2.labels,
+            created_at: IgnoredAny,
+            updated_at: IgnoredAny,
+        }
+    }
+}
+
 /// A snapshot read back: the state an entity is reverted to.
 #[derive(Debug)]
 pub enum Snapshot {
@@ -106,7 +155,7 @@ impl Snapshot {
     /// its version's shape is a 500 (the history table was changed by hand, or a release broke
     /// its own rule).
     pub fn parse(entity: EntityType, schema_version: i32, json: &str) -> Result<Self, ApiError> {
-        if schema_version != SCHEMA_VERSION {
+        if !(1..=entity.schema_version()).contains(&schema_version) {
             return Err(ApiError::field(
                 "id",
                 format!(
@@ -114,11 +163,14 @@ impl Snapshot {
                 ),
             ));
         }
-        let parsed = match entity {
-            EntityType::Label => serde_json::from_str(json).map(Snapshot::Label),
-            EntityType::Disease => serde_json::from_str(json).map(Snapshot::Disease),
-            EntityType::Code => serde_json::from_str(json).map(Snapshot::Code),
-            EntityType::Image => serde_json::from_str(json).map(Snapshot::Image),
+        let parsed = match (entity, schema_version) {
+            (EntityType::Label, _) => serde_json::from_str(json).map(Snapshot::Label),
+            (EntityType::Disease, _) => serde_json::from_str(json).map(Snapshot::Disease),
+            (EntityType::Code, _) => serde_json::from_str(json).map(Snapshot::Code),
+            (EntityType::Image, 1) => serde_json::from_str(json).map(Snapshot::Image),
+            (EntityType::Image, _) => {
+                serde_json::from_str::<ImageV2>(json).map(|v2| Snapshot::Image(v2.into()))
+            }
         };
         parsed.map_err(|e| {
             ApiError::internal(anyhow::anyhow!(
@@ -192,6 +244,13 @@ mod tests {
             width: Some(1),
             height: None,
             original_filename: None,
+            patient: None,
+            subject_id: Some("S-AAAAAAAAAAAAAAAA".into()),
+            study: None,
+            series_instance_uid: None,
+            sop_instance_uid: None,
+            modality: Some("CT".into()),
+            withheld: false,
             labels: vec![LabelAssignmentResponse {
                 label: NamedRef {
                     id: "l".into(),
@@ -210,15 +269,28 @@ mod tests {
             (EntityType::Code, json(&code())),
             (EntityType::Image, json(&image)),
         ] {
-            Snapshot::parse(entity, SCHEMA_VERSION, &text)
+            Snapshot::parse(entity, entity.schema_version(), &text)
                 .unwrap_or_else(|e| panic!("{}: {e:?}", entity.name()));
         }
         let renamed = json(&label).replace("\"diseases\"", "\"disease_list\"");
-        assert!(Snapshot::parse(EntityType::Label, SCHEMA_VERSION, &renamed).is_err());
+        assert!(Snapshot::parse(EntityType::Label, 1, &renamed).is_err());
         assert!(matches!(
-            Snapshot::parse(EntityType::Label, SCHEMA_VERSION + 1, &json(&label)),
+            Snapshot::parse(EntityType::Label, 2, &json(&label)),
             Err(ApiError::Validation(_))
         ));
+        // Version 1 image snapshots (before patients) still read, and are not version 2.
+        let v1 = r#"{"id":"i","uploaded_by":{"id":"u","username":"d"},"description":"x",
+            "content_type":"image/png","size_bytes":1,"sha256":"00","width":1,"height":1,
+            "original_filename":null,"labels":[],"created_at":"t","updated_at":"t"}"#;
+        assert!(matches!(
+            Snapshot::parse(EntityType::Image, 1, v1),
+            Ok(Snapshot::Image(ImageV1 {
+                description: Some(_),
+                ..
+            }))
+        ));
+        assert!(Snapshot::parse(EntityType::Image, 2, v1).is_err());
+        assert!(Snapshot::parse(EntityType::Image, 1, &json(&image)).is_err());
     }
 
     fn json(value: &impl serde::Serialize) -> String {

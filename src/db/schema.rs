@@ -152,6 +152,61 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         deleted_at -> Nullable<Timestamp>,
+        patient_id -> Nullable<BigInt>,
+        study_id -> Nullable<BigInt>,
+        series_id -> Nullable<BigInt>,
+        sop_instance_uid -> Nullable<Text>,
+        modality -> Nullable<Text>,
+        burned_in_annotation -> Bool,
+    }
+}
+
+diesel::table! {
+    service_keys (name) {
+        name -> Text,
+        fingerprint -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    patients (id) {
+        id -> BigInt,
+        uuid -> Text,
+        issuer -> Text,
+        patient_id -> Text,
+        name -> Nullable<Text>,
+        /// `YYYY-MM-DD`.
+        birth_date -> Nullable<Text>,
+        sex -> Nullable<Text>,
+        subject_id -> Text,
+        /// Folded patient ID and name (`text::fold_key`), for `q=`.
+        search_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    studies (id) {
+        id -> BigInt,
+        uuid -> Text,
+        study_instance_uid -> Text,
+        patient_id -> Nullable<BigInt>,
+        /// `YYYY-MM-DD`.
+        study_date -> Nullable<Text>,
+        accession_number -> Nullable<Text>,
+        description -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    series (id) {
+        id -> BigInt,
+        series_instance_uid -> Text,
+        study_id -> BigInt,
+        modality -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }
 
@@ -210,6 +265,10 @@ diesel::joinable!(disease_codes -> codes (code_id));
 diesel::joinable!(label_diseases -> labels (label_id));
 diesel::joinable!(label_diseases -> diseases (disease_id));
 diesel::joinable!(images -> users (uploaded_by));
+diesel::joinable!(images -> patients (patient_id));
+diesel::joinable!(images -> studies (study_id));
+diesel::joinable!(studies -> patients (patient_id));
+diesel::joinable!(series -> studies (study_id));
 diesel::joinable!(image_labels -> images (image_id));
 diesel::joinable!(image_labels -> labels (label_id));
 diesel::joinable!(history -> users (changed_by));
@@ -230,6 +289,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     label_diseases,
     images,
     image_labels,
+    service_keys,
+    patients,
+    studies,
+    series,
     history,
     events,
 );

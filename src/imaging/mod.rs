@@ -77,10 +77,18 @@ pub struct Dimensions {
     pub height: Option<u32>,
 }
 
+/// What inspecting an upload found: its dimensions, and for DICOM its header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspected {
+    pub dimensions: Dimensions,
+    pub dicom: Option<dicom::DicomHeader>,
+}
+
 /// Checks a complete upload from its first bytes (`head`, up to [`HEAD_BYTES`]) and last bytes
 /// (`tail`): the header must parse, the file must end as its format ends, and the declared size
 /// must stay within [`MAX_PIXELS`].
-pub fn inspect(kind: ImageKind, head: &[u8], tail: &[u8]) -> Result<Dimensions, ImageError> {
+pub fn inspect(kind: ImageKind, head: &[u8], tail: &[u8]) -> Result<Inspected, ImageError> {
+    let mut header = None;
     let dims = match kind {
         ImageKind::Png | ImageKind::Jpeg => {
             let name = if kind == ImageKind::Png {
@@ -107,7 +115,10 @@ pub fn inspect(kind: ImageKind, head: &[u8], tail: &[u8]) -> Result<Dimensions, 
             }
         }
         ImageKind::Dicom => {
-            dicom::read_dimensions(head).map_err(|e| ImageError::Corrupt("DICOM", e))?
+            let read = dicom::read_header(head).map_err(|e| ImageError::Corrupt("DICOM", e))?;
+            let dimensions = read.dimensions;
+            header = Some(read);
+            dimensions
         }
     };
     if let (Some(w), Some(h)) = (dims.width, dims.height) {
@@ -122,7 +133,10 @@ pub fn inspect(kind: ImageKind, head: &[u8], tail: &[u8]) -> Result<Dimensions, 
             ));
         }
     }
-    Ok(dims)
+    Ok(Inspected {
+        dimensions: dims,
+        dicom: header,
+    })
 }
 
 #[cfg(test)]
@@ -160,7 +174,7 @@ mod tests {
         );
         let ok = png_header(640, 480);
         assert_eq!(
-            inspect(ImageKind::Png, &ok, PNG_IEND),
+            inspect(ImageKind::Png, &ok, PNG_IEND).map(|i| i.dimensions),
             Ok(Dimensions {
                 width: Some(640),
                 height: Some(480)

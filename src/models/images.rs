@@ -28,6 +28,25 @@ pub struct Image {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub deleted_at: Option<NaiveDateTime>,
+    pub patient_id: Option<i64>,
+    pub study_id: Option<i64>,
+    pub series_id: Option<i64>,
+    pub sop_instance_uid: Option<String>,
+    pub modality: Option<String>,
+    /// Burned In Annotation (0028,0301) is `YES`: withheld from researchers.
+    pub burned_in_annotation: bool,
+}
+
+/// Where an image is filed, and what its DICOM header says about it (all empty for PNG and
+/// JPEG, except a patient named by the upload form).
+#[derive(Debug, Clone, Default)]
+pub struct Filing<'a> {
+    pub patient_id: Option<i64>,
+    pub study_id: Option<i64>,
+    pub series_id: Option<i64>,
+    pub sop_instance_uid: Option<&'a str>,
+    pub modality: Option<&'a str>,
+    pub burned_in_annotation: bool,
 }
 
 pub struct NewImage<'a> {
@@ -40,6 +59,7 @@ pub struct NewImage<'a> {
     pub height: Option<i32>,
     pub original_filename: Option<&'a str>,
     pub object_key: &'a str,
+    pub filing: Filing<'a>,
 }
 
 pub fn insert_image(conn: &mut DbConnection, new: NewImage<'_>) -> QueryResult<Image> {
@@ -56,6 +76,12 @@ pub fn insert_image(conn: &mut DbConnection, new: NewImage<'_>) -> QueryResult<I
             images::height.eq(new.height),
             images::original_filename.eq(new.original_filename),
             images::object_key.eq(new.object_key),
+            images::patient_id.eq(new.filing.patient_id),
+            images::study_id.eq(new.filing.study_id),
+            images::series_id.eq(new.filing.series_id),
+            images::sop_instance_uid.eq(new.filing.sop_instance_uid),
+            images::modality.eq(new.filing.modality),
+            images::burned_in_annotation.eq(new.filing.burned_in_annotation),
             images::version.eq(1),
             images::created_at.eq(at),
             images::updated_at.eq(at),
@@ -71,6 +97,19 @@ pub fn find_live_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image
         .filter(images::deleted_at.is_null())
         .select(Image::as_select())
         .first(conn)
+}
+
+/// The live image with SOP Instance UID `sop_instance_uid`, if any.
+pub fn find_live_by_sop(
+    conn: &mut DbConnection,
+    sop_instance_uid: &str,
+) -> QueryResult<Option<Image>> {
+    images::table
+        .filter(images::sop_instance_uid.eq(sop_instance_uid))
+        .filter(images::deleted_at.is_null())
+        .select(Image::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// What an update of an image changes. `description: Some(None)` clears it; `delete` marks
@@ -124,6 +163,9 @@ pub struct ImageFilter {
     pub disease_id: Option<i64>,
     pub code_id: Option<i64>,
     pub content_type: Option<String>,
+    pub patient_id: Option<i64>,
+    pub study_id: Option<i64>,
+    pub modality: Option<String>,
     pub created_after: Option<NaiveDateTime>,
     pub created_before: Option<NaiveDateTime>,
 }
@@ -176,6 +218,15 @@ pub fn list_images(
     }
     if let Some(content_type) = &filter.content_type {
         query = query.filter(images::content_type.eq(content_type.clone()));
+    }
+    if let Some(patient) = filter.patient_id {
+        query = query.filter(images::patient_id.eq(patient));
+    }
+    if let Some(study) = filter.study_id {
+        query = query.filter(images::study_id.eq(study));
+    }
+    if let Some(modality) = &filter.modality {
+        query = query.filter(images::modality.eq(modality.clone()));
     }
     if let Some(at) = filter.created_after {
         query = query.filter(images::created_at.ge(at));
@@ -298,6 +349,17 @@ pub fn find_any_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image>
         .filter(images::uuid.eq(uuid))
         .select(Image::as_select())
         .first(conn)
+}
+
+/// Images (deleted or not) by public id, in one query.
+pub fn images_by_uuids(conn: &mut DbConnection, uuids: &[String]) -> QueryResult<Vec<Image>> {
+    if uuids.is_empty() {
+        return Ok(Vec::new());
+    }
+    images::table
+        .filter(images::uuid.eq_any(uuids))
+        .select(Image::as_select())
+        .load(conn)
 }
 
 /// Restores an image's metadata from a snapshot: live again, with this description.

@@ -10,6 +10,7 @@ pub mod history;
 pub mod images;
 pub mod labels;
 pub mod login_failures;
+pub mod patients;
 pub mod sessions;
 pub mod users;
 pub mod vocabulary;

@@ -14,6 +14,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest, Sha256};
 
+use crate::imaging::dicom::DicomHeader;
 use crate::imaging::{self, Dimensions, ImageError, ImageKind};
 
 /// Why an upload was not stored (mapped to problems in `error.rs`).
@@ -48,6 +49,8 @@ pub struct StoredFile {
     pub size: u64,
     pub sha256: String,
     pub dimensions: Dimensions,
+    /// The DICOM header (patient, study, series, instance), for a DICOM file.
+    pub dicom: Option<DicomHeader>,
 }
 
 /// An object being written: removed again unless [`PendingObject::keep`] is called, also when
@@ -182,7 +185,7 @@ pub async fn store_file_part(
             kind
         }
     };
-    let dimensions = match imaging::inspect(kind, &head, &tail) {
+    let inspected = match imaging::inspect(kind, &head, &tail) {
         Ok(d) => d,
         Err(err) => {
             pending.discard().await;
@@ -200,7 +203,8 @@ pub async fn store_file_part(
         kind,
         size,
         sha256: hex::encode(hasher.finalize()),
-        dimensions,
+        dimensions: inspected.dimensions,
+        dicom: inspected.dicom,
     };
     Ok((stored, pending))
 }

@@ -1,5 +1,8 @@
 //! Images and their label assignments as the API shows them. A caller who sees an image
-//! de-identified ([`ImageView::Deidentified`]) gets `original_filename: null`.
+//! de-identified ([`ImageView::Deidentified`]: researchers) gets no `original_filename`, no
+//! patient, the study as `{"id"}` only, no series or SOP Instance UID, the description and
+//! notes with the patient's identifiers `[redacted]`, and `withheld: true` when the pixels may
+//! carry identifying text (API.md "Patients, studies and subjects", "De-identification").
 
 use std::collections::HashMap;
 
@@ -7,12 +10,15 @@ use chrono::NaiveDateTime;
 use diesel::QueryResult;
 use serde::Serialize;
 
+use super::patients::{redactor, ImagePatient, ImageStudy};
 use super::{rfc3339, NamedRef, UserRef};
 use crate::auth::policy::{self, ImageView, Uploader};
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
 use crate::models::images::{self, Assignment, Image};
+use crate::models::patients::{self, Patient, Study};
 use crate::models::users::user_refs;
+use crate::text::Redactor;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LabelAssignmentResponse {
@@ -36,6 +42,22 @@ pub struct ImageResponse {
     pub height: Option<i32>,
     pub original_filename: Option<String>,
     pub labels: Vec<LabelAssignmentResponse>,
+    /// The patient (doctors and admins); `null` for researchers and where there is none.
+    pub patient: Option<ImagePatient>,
+    /// The patient's pseudonym, for everyone who sees the image; `null` without a patient.
+    #[schema(example = "S-MFRGGZDFMZTWQ2LK")]
+    pub subject_id: Option<String>,
+    /// The study: whole for doctors and admins, `{"id"}` for researchers; `null` when unknown.
+    pub study: Option<ImageStudy>,
+    /// Series Instance UID (0020,000E); `null` for researchers.
+    pub series_instance_uid: Option<String>,
+    /// SOP Instance UID (0008,0018); `null` for researchers.
+    pub sop_instance_uid: Option<String>,
+    /// Modality (0008,0060), e.g. `CT`.
+    pub modality: Option<String>,
+    /// `true` (researchers only) when the file is withheld from them: its Burned In Annotation
+    /// (0028,0301) is `YES`, so its pixels may show identifying text.
+    pub withheld: bool,
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2026-11-21T09:30:00.123Z")]
     pub created_at: NaiveDateTime,
@@ -66,27 +88,90 @@ pub fn assignment_responses(
     let users = user_refs(conn, &ids)?;
     Ok(rows
         .iter()
-        .map(|a| assignment_response(a, &users))
+        .map(|a| assignment_response(a, &users, None))
         .collect())
 }
 
 fn assignment_response(
     a: &Assignment,
     users: &HashMap<i64, (String, String)>,
+    redactor: Option<&Redactor>,
 ) -> LabelAssignmentResponse {
     LabelAssignmentResponse {
         label: NamedRef {
             id: a.label_uuid.clone(),
             name: a.label_name.clone(),
         },
-        note: a.note.clone(),
+        note: redacted(a.note.clone(), redactor),
         assigned_by: UserRef::of(users, a.assigned_by),
         assigned_at: a.assigned_at,
     }
 }
 
-/// The caller's responses for a page of images: labels and user names in a constant number
-/// of queries.
+/// The labels on `image` as a caller with `view` sees them (notes redacted for researchers).
+pub fn image_assignments(
+    conn: &mut DbConnection,
+    image: &Image,
+    view: ImageView,
+) -> QueryResult<Vec<LabelAssignmentResponse>> {
+    let rows = images::assignments_of(conn, &[image.id])?
+        .remove(&image.id)
+        .unwrap_or_default();
+    let redactor = if view == ImageView::Full {
+        None
+    } else {
+        Filings::load(conn, std::slice::from_ref(image))?.redactor(image.patient_id, image.study_id)
+    };
+    let ids: Vec<i64> = rows.iter().map(|a| a.assigned_by).collect();
+    let users = user_refs(conn, &ids)?;
+    Ok(rows
+        .iter()
+        .map(|a| assignment_response(a, &users, redactor.as_ref()))
+        .collect())
+}
+
+/// `text` with the identifiers of `redactor` replaced, when there is one.
+fn redacted(text: Option<String>, redactor: Option<&Redactor>) -> Option<String> {
+    match (text, redactor) {
+        (Some(text), Some(r)) => Some(r.redact(&text)),
+        (text, _) => text,
+    }
+}
+
+/// The patients, studies and series UIDs a page of images is filed under: three queries at
+/// most (none for images without a patient or study).
+pub struct Filings {
+    patients: HashMap<i64, Patient>,
+    studies: HashMap<i64, Study>,
+    series: HashMap<i64, String>,
+}
+
+impl Filings {
+    pub fn load(conn: &mut DbConnection, rows: &[Image]) -> QueryResult<Filings> {
+        let ids = |f: fn(&Image) -> Option<i64>| {
+            let mut ids: Vec<i64> = rows.iter().filter_map(f).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        Ok(Filings {
+            patients: patients::patients_by_ids(conn, &ids(|i| i.patient_id))?,
+            studies: patients::studies_by_ids(conn, &ids(|i| i.study_id))?,
+            series: patients::series_uids(conn, &ids(|i| i.series_id))?,
+        })
+    }
+
+    /// The redactor of an image's free text for researchers; `None` when it has no patient
+    /// or study.
+    pub fn redactor(&self, patient_id: Option<i64>, study_id: Option<i64>) -> Option<Redactor> {
+        let patient = patient_id.and_then(|id| self.patients.get(&id));
+        let study = study_id.and_then(|id| self.studies.get(&id));
+        redactor(patient, study)
+    }
+}
+
+/// The caller's responses for a page of images: labels, user names, patients and studies in
+/// a constant number of queries.
 pub fn image_responses(
     conn: &mut DbConnection,
     caller: &CurrentUser,
@@ -99,29 +184,44 @@ pub fn image_responses(
     people.sort_unstable();
     people.dedup();
     let users = user_refs(conn, &people)?;
+    let filings = Filings::load(conn, &rows)?;
     Ok(rows
         .into_iter()
         .map(|image| {
-            let view = policy::image_view(caller, Uploader::Id(image.uploaded_by));
+            let whole = policy::image_view(caller, Uploader::Id(image.uploaded_by))
+                == Some(ImageView::Full);
             let labels = assignments.remove(&image.id).unwrap_or_default();
+            let patient = image.patient_id.and_then(|id| filings.patients.get(&id));
+            let study = image.study_id.and_then(|id| filings.studies.get(&id));
+            let redactor = if whole {
+                None
+            } else {
+                redactor(patient, study)
+            };
             ImageResponse {
                 id: image.uuid,
                 uploaded_by: UserRef::of(&users, image.uploaded_by),
-                description: image.description,
+                description: redacted(image.description, redactor.as_ref()),
                 content_type: image.content_type,
                 size_bytes: image.size_bytes,
                 sha256: image.sha256,
                 width: image.width,
                 height: image.height,
-                original_filename: if view == Some(ImageView::Full) {
-                    image.original_filename
-                } else {
-                    None
-                },
+                original_filename: image.original_filename.filter(|_| whole),
                 labels: labels
                     .iter()
-                    .map(|a| assignment_response(a, &users))
+                    .map(|a| assignment_response(a, &users, redactor.as_ref()))
                     .collect(),
+                patient: patient.filter(|_| whole).map(ImagePatient::of),
+                subject_id: patient.map(|p| p.subject_id.clone()),
+                study: study.map(|s| ImageStudy::of(s, whole)),
+                series_instance_uid: image
+                    .series_id
+                    .and_then(|id| filings.series.get(&id).cloned())
+                    .filter(|_| whole),
+                sop_instance_uid: image.sop_instance_uid.filter(|_| whole),
+                modality: image.modality,
+                withheld: image.burned_in_annotation && !whole,
                 created_at: image.created_at,
                 updated_at: image.updated_at,
             }

@@ -8,6 +8,7 @@
 
 pub mod history;
 pub mod images;
+pub mod patients;
 pub mod vocabulary;
 
 use chrono::NaiveDateTime;

@@ -1,5 +1,5 @@
 //! Every route of the contract registered so far x every persona: anonymous, no role, the
-//! doctor who owns the image, another doctor, a researcher and an admin. 401 for anonymous
+//! doctor who owns the image (and its patient), another doctor, a researcher and an admin. 401 for anonymous
 //! callers, 403 where the role does not allow it, 404 where the caller may not see the image,
 //! and success otherwise. Destructive calls get a fresh target each, so no call depends on
 //! another.
@@ -32,6 +32,12 @@ enum Rule {
     ImageCreate,
     ImageRead,
     ImageWrite,
+    /// `/patients/{id}`: the doctor of the patient's images and admins; another doctor 404.
+    PatientRead,
+    /// `/patients`: doctors (their own patients) and admins.
+    PatientList,
+    /// `/subjects`: researchers and admins.
+    SubjectRead,
     /// Any logged-in user reaches the handler, which answers this (the request is refused on
     /// its merits: an empty body, an unknown id).
     AnyUserAnswers(StatusCode),
@@ -60,6 +66,11 @@ fn expected(rule: Rule, who: Who) -> Option<StatusCode> {
         (Rule::ImageRead | Rule::ImageWrite, OtherDoctor) => not_found,
         (Rule::ImageWrite, Researcher) => forbidden,
         (Rule::ImageRead | Rule::ImageWrite, _) => None,
+        (Rule::PatientRead | Rule::PatientList, Researcher) => forbidden,
+        (Rule::PatientRead, OtherDoctor) => not_found,
+        (Rule::PatientRead | Rule::PatientList, _) => None,
+        (Rule::SubjectRead, Researcher | Admin) => None,
+        (Rule::SubjectRead, _) => forbidden,
     }
 }
 
@@ -70,6 +81,9 @@ struct Fixtures<'a> {
     owner: &'a TestClient,
     admin: &'a TestClient,
     image: String,
+    /// The owner's patient (`id`) and its subject id.
+    patient: String,
+    subject: String,
     label: String,
     disease: String,
     /// The owner doctor's user id.
@@ -103,7 +117,9 @@ impl Fixtures<'_> {
         let n = uuid::Uuid::now_v7().simple().to_string();
         let mut out = template
             .replace("{image}", &self.image)
-            .replace("{label}", &self.label);
+            .replace("{label}", &self.label)
+            .replace("{patient}", &self.patient)
+            .replace("{subject}", &self.subject);
         out = out.replace("{disease}", &self.disease).replace("{n}", &n);
         out = out
             .replace("{user}", &self.user)
@@ -307,6 +323,20 @@ fn matrix() -> Vec<Route> {
             Some(r#"{"label_id": "{label}"}"#),
             Rule::ImageWrite,
         ),
+        (Method::GET, "/api/v1/patients", None, Rule::PatientList),
+        (
+            Method::GET,
+            "/api/v1/patients/{patient}",
+            None,
+            Rule::PatientRead,
+        ),
+        (Method::GET, "/api/v1/subjects", None, Rule::SubjectRead),
+        (
+            Method::GET,
+            "/api/v1/subjects/{subject}",
+            None,
+            Rule::SubjectRead,
+        ),
         (Method::GET, "/health", None, Rule::Public),
         (
             Method::POST,
@@ -443,6 +473,16 @@ async fn every_route_answers_every_persona_as_the_contract_says() {
         .as_str()
         .unwrap()
         .to_owned();
+    let (content_type, body) = fixtures::multipart(&[
+        ("file", Some("patient.png"), &fixtures::png(4, 4)),
+        ("patient_id", None, b"ROLES-0001"),
+    ]);
+    let filed = owner
+        .send_raw(Method::POST, "/api/v1/images", &content_type, body)
+        .await;
+    assert_eq!(filed.status, StatusCode::CREATED, "{}", filed.text);
+    let patient = filed.body["patient"]["id"].as_str().unwrap().to_owned();
+    let subject = filed.body["subject_id"].as_str().unwrap().to_owned();
     let label = admin
         .post("/api/v1/labels", &json!({"name": "Shared"}))
         .await
@@ -474,6 +514,8 @@ async fn every_route_answers_every_persona_as_the_contract_says() {
         owner: &owner,
         admin: &admin,
         image,
+        patient,
+        subject,
         label,
         disease,
         user,

@@ -1,5 +1,6 @@
 //! Whole response bodies pinned as insta snapshots (`tests/api/snapshots/`): an image, a
-//! label, a disease, a history entry, an event and a problem. Ids, times, request ids and
+//! label, a disease, a history entry, an event, a problem, and a DICOM image with its patient
+//! as a doctor, a researcher and an admin see them. Ids, times, request ids and
 //! generated usernames are redacted; everything else must match field for field, on both
 //! backends. After an intended change of a body, review and accept with
 //! `INSTA_UPDATE=always cargo test --test api snapshots` (or `cargo insta review`).
@@ -20,6 +21,7 @@ fn redacted(body: &Value) -> Value {
             json!("[time]")
         }
         Value::String(text) if text.starts_with("user") && text.len() == 16 => json!("[user]"),
+        Value::String(text) if medlabel::pseudonym::is_subject_id(text) => json!("[subject]"),
         Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
         Value::Object(members) => Value::Object(
             members
@@ -93,4 +95,55 @@ async fn main_bodies_keep_their_shape() {
         .cloned()
         .expect("the upload's event");
     assert_json_snapshot!("event", redacted(&upload_event));
+
+    // A DICOM filed under its patient and study, as each role sees it.
+    use dicom_core::VR;
+    use dicom_dictionary_std::tags;
+    let file = medlabel::imaging::dicom::synthetic_dicom(
+        4,
+        4,
+        0,
+        &[
+            (tags::PATIENT_ID, VR::LO, "MRN0001".into()),
+            (tags::ISSUER_OF_PATIENT_ID, VR::LO, "HOSP".into()),
+            (tags::PATIENT_NAME, VR::PN, "Doe^Jane".into()),
+            (tags::PATIENT_BIRTH_DATE, VR::DA, "19800312".into()),
+            (tags::PATIENT_SEX, VR::CS, "F".into()),
+            (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.826.0.1.1".into()),
+            (tags::STUDY_DATE, VR::DA, "20260105".into()),
+            (tags::ACCESSION_NUMBER, VR::SH, "A0001".into()),
+            (tags::STUDY_DESCRIPTION, VR::LO, "CT chest".into()),
+            (tags::SERIES_INSTANCE_UID, VR::UI, "1.2.826.0.1.1.2".into()),
+            (tags::MODALITY, VR::CS, "CT".into()),
+            (tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.1.2.3".into()),
+        ],
+    )
+    .unwrap();
+    let filed = doctor
+        .upload(&file, "ct.dcm", Some("Jane Doe, MRN0001, follow-up"))
+        .await;
+    assert_eq!(filed.status, StatusCode::CREATED, "{}", filed.text);
+    assert_json_snapshot!("dicom_image_doctor", redacted(&filed.body));
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let seen = researcher
+        .get(&format!(
+            "/api/v1/images/{}",
+            filed.body["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_json_snapshot!("dicom_image_researcher", redacted(&seen.body));
+    let patient = doctor
+        .get(&format!(
+            "/api/v1/patients/{}",
+            filed.body["patient"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_json_snapshot!("patient", redacted(&patient.body));
+    let subject = admin
+        .get(&format!(
+            "/api/v1/subjects/{}",
+            filed.body["subject_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_json_snapshot!("subject_admin", redacted(&subject.body));
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::history::EntityType;
 use crate::imaging::ImageKind;
 use crate::models::images::{self, ImageChanges, ImageFilter};
-use crate::models::{codes, diseases, labels, users};
+use crate::models::{codes, diseases, labels, patients, users};
 use crate::state::AppState;
 use crate::views::history::HistoryEntryResponse;
 use crate::views::images::{find_visible, image_response, image_responses};
@@ -57,6 +57,39 @@ pub async fn list_images(
         .map(|v| parse_query_uuid(v, "uploaded_by"))
         .transpose()?;
     let code = query.code.as_deref().map(parse_code_filter).transpose()?;
+    let patient = query
+        .patient_id
+        .as_deref()
+        .map(|v| parse_query_uuid(v, "patient_id"))
+        .transpose()?;
+    if patient.is_some() && !policy::may_see_patients(&caller) {
+        return Err(ApiError::Forbidden(
+            "researchers filter by subject_id; patient_id identifies the patient".into(),
+        ));
+    }
+    let subject = query
+        .subject_id
+        .as_deref()
+        .map(|v| {
+            crate::pseudonym::is_subject_id(v)
+                .then(|| v.to_owned())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "subject_id {v:?} is not a pseudonym (S- and 16 base32 characters)"
+                    ))
+                })
+        })
+        .transpose()?;
+    let study = query
+        .study_id
+        .as_deref()
+        .map(|v| parse_query_uuid(v, "study_id"))
+        .transpose()?;
+    if let Some(m) = &query.modality {
+        if m.is_empty() || m.chars().count() > 16 {
+            return Err(ApiError::field("modality", "must be 1 to 16 characters"));
+        }
+    }
     if let Some(ct) = &query.content_type {
         if ImageKind::from_content_type(ct).is_none() {
             return Err(ApiError::field(
@@ -67,6 +100,7 @@ pub async fn list_images(
     }
     let mut filter = ImageFilter {
         content_type: query.content_type.clone(),
+        modality: query.modality.clone(),
         created_after: query
             .created_after
             .as_deref()
@@ -104,6 +138,19 @@ pub async fn list_images(
             }
             if let Some(uploader) = uploader {
                 filter.uploaded_by = resolve!(users::find_by_uuid(conn, &uploader));
+            }
+            if let Some(patient) = patient {
+                filter.patient_id = resolve!(patients::find_patient(conn, &patient));
+            }
+            if let Some(subject) = &subject {
+                let found = resolve!(patients::find_by_subject(conn, subject));
+                if filter.patient_id.is_some_and(|p| Some(p) != found) {
+                    return Ok(Vec::new());
+                }
+                filter.patient_id = found;
+            }
+            if let Some(study) = study {
+                filter.study_id = resolve!(patients::find_study(conn, &study));
             }
             if let Some(own) = policy::own_images_only(&caller) {
                 if filter.uploaded_by.is_some_and(|u| u != own) {

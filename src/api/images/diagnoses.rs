@@ -10,9 +10,8 @@ use crate::api::{parse_id, JsonBody};
 use crate::auth::CurrentUser;
 use crate::changes::{self, Change};
 use crate::error::ApiError;
-use crate::models::images;
 use crate::state::AppState;
-use crate::views::images::{assignment_responses, find_visible};
+use crate::views::images::{find_visible, image_assignments};
 
 #[utoipa::path(
     get,
@@ -36,11 +35,8 @@ pub async fn list_image_labels(
     let body = state
         .db
         .query(move |conn| {
-            let (image, _) = find_visible(conn, &caller, &id)?;
-            let rows = images::assignments_of(conn, &[image.id])?
-                .remove(&image.id)
-                .unwrap_or_default();
-            assignment_responses(conn, &rows)
+            let (image, view) = find_visible(conn, &caller, &id)?;
+            image_assignments(conn, &image, view)
         })
         .await?;
     Ok(HttpResponse::Ok().json(body))

@@ -89,6 +89,13 @@ pub async fn download_image(
             image.size_bytes as u64,
         ),
         ImageView::Deidentified => {
+            if image.burned_in_annotation {
+                return Err(ApiError::Withheld(
+                    "this file is withheld from researchers: its Burned In Annotation \
+                     (0028,0301) is YES, so its pixels may show identifying text"
+                        .into(),
+                ));
+            }
             let copy = deidentified_copy(&state.storage, &image.object_key, kind).await?;
             (copy.location, copy.sha256, copy.size)
         }

@@ -72,6 +72,18 @@ pub struct ListImagesQuery {
     pub uploaded_by: Option<String>,
     #[param(value_type = Option<String>, pattern = "^(image/png|image/jpeg|application/dicom)$")]
     pub content_type: Option<String>,
+    /// A Patient's `id` (doctors and admins; 403 for researchers)
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub patient_id: Option<String>,
+    /// A subject pseudonym (`S-` + 16 base32 characters)
+    #[param(value_type = Option<String>, pattern = "^S-[A-Z2-7]{16}$")]
+    pub subject_id: Option<String>,
+    /// A study's `id`
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub study_id: Option<String>,
+    /// Modality (0008,0060), e.g. CT
+    #[param(value_type = Option<String>, max_length = 16)]
+    pub modality: Option<String>,
     /// Inclusive lower bound on created_at
 
     #[param(value_type = Option<String>, format = DateTime)]
@@ -131,6 +143,13 @@ pub struct UploadImageForm {
     /// At most 2000 characters (a form part is text, never null).
     #[schema(nullable = false, max_length = 2000)]
     description: Option<String>,
+    /// PNG and JPEG only: the Patient ID of the patient the image shows (a DICOM file names
+    /// its patient itself).
+    #[schema(nullable = false, max_length = 64)]
+    patient_id: Option<String>,
+    /// PNG and JPEG only: the Issuer of Patient ID (empty when none); needs `patient_id`.
+    #[schema(nullable = false, max_length = 64)]
+    issuer: Option<String>,
 }
 
 /// File bytes.

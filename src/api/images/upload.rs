@@ -9,9 +9,11 @@ use futures_util::StreamExt as _;
 use super::{image_answer, ImageResponse, UploadImageForm};
 use crate::api::NUL_MESSAGE;
 use crate::auth::CurrentUser;
+use crate::changes::images::{Belonging, Uploaded};
 use crate::changes::{self, Change};
 use crate::error::ApiError;
 use crate::models::images::NewImage;
+use crate::models::patients::PatientFacts;
 use crate::state::AppState;
 use crate::storage::upload::store_file_part;
 use crate::storage::Storage;
@@ -57,6 +59,8 @@ pub async fn upload_image(
 
     let mut multipart = Multipart::new(req.headers(), payload);
     let mut description: Option<String> = None;
+    let mut patient_id: Option<String> = None;
+    let mut issuer: Option<String> = None;
     let mut stored = None;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(|e| {
@@ -75,79 +79,146 @@ pub async fn upload_image(
                 stored = Some((file, pending, filename));
             }
             "file" => return Err(ApiError::field("file", "send exactly one file")),
-            "description" => {
-                let mut text = Vec::new();
-                while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
-                    })?;
-                    text.extend_from_slice(&chunk);
-                    if text.len() > 8 * 2000 {
-                        return Err(ApiError::field(
-                            "description",
-                            "must be at most 2000 characters",
-                        ));
-                    }
-                }
-                let text = String::from_utf8(text)
-                    .map_err(|_| ApiError::field("description", "must be UTF-8 text"))?;
-                if text.contains('\0') {
-                    return Err(ApiError::field("description", NUL_MESSAGE));
-                }
-                if text.chars().count() > 2000 {
-                    return Err(ApiError::field(
-                        "description",
-                        "must be at most 2000 characters",
-                    ));
-                }
-                description = Some(text);
-            }
-            other => {
-                return Err(ApiError::field(
-                    other,
-                    "unknown part; send `file` and optionally `description`",
-                ))
-            }
+            "description" => description = Some(text_part(&mut field, "description", 2000).await?),
+            "patient_id" => patient_id = Some(text_part(&mut field, "patient_id", 64).await?),
+            "issuer" => issuer = Some(text_part(&mut field, "issuer", 64).await?),
+            other => return Err(ApiError::field(
+                other,
+                "unknown part; send `file` and optionally `description`, `patient_id`, `issuer`",
+            )),
         }
     }
     let Some((file, pending, filename)) = stored else {
         return Err(ApiError::field("file", "a `file` part is required"));
     };
+    let form_patient = match form_patient(patient_id, issuer) {
+        Ok(patient) => patient,
+        Err(err) => {
+            pending.discard().await;
+            return Err(err);
+        }
+    };
+    if form_patient.is_some() && file.dicom.is_some() {
+        pending.discard().await;
+        return Err(ApiError::field(
+            "patient_id",
+            "a DICOM file names its patient itself; send patient_id and issuer with PNG or JPEG only",
+        ));
+    }
     let object_key = pending.key().to_string();
     let change = Change::by(&caller);
+    let key = state.pseudonym_key.clone();
+    let upload = move |conn: &mut crate::db::DbConnection| {
+        crate::db::write_transaction(conn, |conn| {
+            let belonging = match &file.dicom {
+                Some(header) => Belonging::Dicom(header),
+                None => Belonging::Form(form_patient.as_ref()),
+            };
+            changes::images::upload(
+                conn,
+                &caller,
+                &change,
+                &key,
+                NewImage {
+                    uploaded_by: caller.id,
+                    description: description.as_deref(),
+                    content_type: file.kind.content_type(),
+                    size_bytes: file.size as i64,
+                    sha256: &file.sha256,
+                    width: file.dimensions.width.map(|w| w as i32),
+                    height: file.dimensions.height.map(|h| h as i32),
+                    original_filename: filename.as_deref(),
+                    object_key: &object_key,
+                    filing: Default::default(),
+                },
+                belonging,
+            )
+        })
+    };
+    // Two uploads of one SOP Instance UID at once: the second waits on the first's unique
+    // index entry and fails; run once more, and it finds the first (200 or 409).
     let result = state
         .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                changes::images::create(
-                    conn,
-                    &caller,
-                    &change,
-                    NewImage {
-                        uploaded_by: caller.id,
-                        description: description.as_deref(),
-                        content_type: file.kind.content_type(),
-                        size_bytes: file.size as i64,
-                        sha256: &file.sha256,
-                        width: file.dimensions.width.map(|w| w as i32),
-                        height: file.dimensions.height.map(|h| h as i32),
-                        original_filename: filename.as_deref(),
-                        object_key: &object_key,
-                    },
-                )
-            })
+        .run(move |conn| match upload(conn) {
+            Err(ApiError::Conflict(_)) => upload(conn),
+            other => other,
         })
         .await;
     match result {
-        Ok((view, version)) => {
+        Ok(Uploaded::Created(view, version)) => {
             pending.keep();
             Ok(image_answer(view, version, StatusCode::CREATED))
+        }
+        Ok(Uploaded::Existing(view, version)) => {
+            pending.discard().await;
+            Ok(image_answer(view, version, StatusCode::OK))
         }
         Err(err) => {
             pending.discard().await;
             Err(err)
         }
     }
+}
+
+/// The patient named by the form parts `patient_id` and `issuer` (PNG and JPEG), trimmed and
+/// in NFC as DICOM values are read, so that the image joins the same patient as that
+/// patient's DICOM files. `issuer` without `patient_id` is 422.
+fn form_patient(
+    patient_id: Option<String>,
+    issuer: Option<String>,
+) -> Result<Option<PatientFacts>, ApiError> {
+    let clean = |v: Option<String>| v.map(|v| crate::text::nfc(v.trim()));
+    let (patient_id, issuer) = (clean(patient_id), clean(issuer));
+    for (field, value) in [("patient_id", &patient_id), ("issuer", &issuer)] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(|c| c.is_control() || c == '\\'))
+        {
+            return Err(ApiError::field(
+                field,
+                "must not hold control characters or backslashes",
+            ));
+        }
+    }
+    match patient_id.filter(|p| !p.is_empty()) {
+        Some(patient_id) => Ok(Some(PatientFacts {
+            issuer: issuer.unwrap_or_default(),
+            patient_id,
+            ..Default::default()
+        })),
+        None if issuer.as_deref().is_some_and(|i| !i.is_empty()) => Err(ApiError::field(
+            "patient_id",
+            "an issuer names no patient without a patient_id",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Reads a text form part of at most `max` characters (UTF-8, no NUL): 422 on `name` otherwise.
+async fn text_part(
+    field: &mut actix_multipart::Field,
+    name: &str,
+    max: usize,
+) -> Result<String, ApiError> {
+    let too_long = || ApiError::field(name, format!("must be at most {max} characters"));
+    let mut text = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
+        })?;
+        text.extend_from_slice(&chunk);
+        if text.len() > 4 * max {
+            return Err(too_long());
+        }
+    }
+    let text = String::from_utf8(text).map_err(|_| ApiError::field(name, "must be UTF-8 text"))?;
+    if text.contains('\0') {
+        return Err(ApiError::field(name, NUL_MESSAGE));
+    }
+    if text.chars().count() > max {
+        return Err(too_long());
+    }
+    Ok(text)
 }
 
 /// The client's file name as harmless metadata: no path, no control characters, 255 characters

@@ -1,0 +1,14 @@
+DROP INDEX images_modality_uuid;
+DROP INDEX images_study_uuid;
+DROP INDEX images_patient_uuid;
+DROP INDEX images_live_sop;
+ALTER TABLE images DROP COLUMN burned_in_annotation;
+ALTER TABLE images DROP COLUMN modality;
+ALTER TABLE images DROP COLUMN sop_instance_uid;
+ALTER TABLE images DROP COLUMN series_id;
+ALTER TABLE images DROP COLUMN study_id;
+ALTER TABLE images DROP COLUMN patient_id;
+DROP TABLE series;
+DROP TABLE studies;
+DROP TABLE patients;
+DROP TABLE service_keys;

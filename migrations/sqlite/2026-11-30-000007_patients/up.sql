@@ -1,0 +1,61 @@
+-- Patients, studies and series, read from DICOM headers (or, for PNG/JPEG, named by the
+-- uploader); the fingerprint of the pseudonym key the stored pseudonyms were made with.
+-- See API.md "Patients, studies and subjects".
+CREATE TABLE service_keys (
+    name TEXT PRIMARY KEY NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+
+-- One patient is one (issuer, patient_id) pair. `subject_id` is the pseudonym (HMAC of both
+-- under the pseudonym key); `search_key` holds the folded patient ID and name for `q=`.
+CREATE TABLE patients (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    issuer TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    name TEXT,
+    birth_date TEXT,
+    sex TEXT,
+    subject_id TEXT NOT NULL UNIQUE,
+    search_key TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    UNIQUE (issuer, patient_id)
+);
+
+CREATE TABLE studies (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    study_instance_uid TEXT NOT NULL UNIQUE,
+    patient_id INTEGER REFERENCES patients (id),
+    study_date TEXT,
+    accession_number TEXT,
+    description TEXT,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX studies_patient ON studies (patient_id);
+
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY,
+    series_instance_uid TEXT NOT NULL UNIQUE,
+    study_id INTEGER NOT NULL REFERENCES studies (id),
+    modality TEXT,
+    created_at TIMESTAMP NOT NULL
+);
+
+-- No REFERENCES on the new image columns: SQLite cannot drop a column that has one (down.sql).
+ALTER TABLE images ADD COLUMN patient_id INTEGER;
+ALTER TABLE images ADD COLUMN study_id INTEGER;
+ALTER TABLE images ADD COLUMN series_id INTEGER;
+ALTER TABLE images ADD COLUMN sop_instance_uid TEXT;
+ALTER TABLE images ADD COLUMN modality TEXT;
+-- Burned In Annotation (0028,0301) is YES: the pixels may carry identifying text.
+ALTER TABLE images ADD COLUMN burned_in_annotation BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- One live image per SOP Instance UID (a retried upload finds it; a deleted one may be sent
+-- again).
+CREATE UNIQUE INDEX images_live_sop ON images (sop_instance_uid)
+    WHERE deleted_at IS NULL AND sop_instance_uid IS NOT NULL;
+CREATE INDEX images_patient_uuid ON images (patient_id, uuid) WHERE deleted_at IS NULL;
+CREATE INDEX images_study_uuid ON images (study_id, uuid) WHERE deleted_at IS NULL;
+CREATE INDEX images_modality_uuid ON images (modality, uuid) WHERE deleted_at IS NULL;
