@@ -288,13 +288,16 @@ pub fn list_subjects(
     query.load(conn)
 }
 
+/// One group of [`image_counts`]: patient, study (`None`: no study), modality, images.
+pub type ImageCount = (i64, Option<i64>, Option<String>, i64);
+
 /// How many live images (of `uploader`, when given) each patient in `patient_ids` has, per
-/// study (`None`: no study) and modality, in one query.
+/// study and modality, in one query.
 pub fn image_counts(
     conn: &mut DbConnection,
     patient_ids: &[i64],
     uploader: Option<i64>,
-) -> QueryResult<Vec<(i64, Option<i64>, Option<String>, i64)>> {
+) -> QueryResult<Vec<ImageCount>> {
     if patient_ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -160,6 +160,12 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = fresh_database_url(dir.path());
         let settings = test_settings(dir.path(), &database_url, overrides);
+        Self::spawn_on(settings, dir).await
+    }
+
+    /// Starts another instance with `settings` (a restart: the same database, data directory
+    /// and keys as a running app's `state.settings`). `dir` is kept as long as the app.
+    pub async fn spawn_on(settings: Settings, dir: tempfile::TempDir) -> TestApp {
         let state = AppState::open(settings).expect("open state");
         let prepared = state.clone();
         web::block(move || startup::prepare(&prepared))

@@ -14,6 +14,7 @@ mod health;
 mod images;
 mod migrations;
 mod openapi;
+mod patients;
 mod pool;
 mod roles;
 mod s3;
