@@ -161,7 +161,11 @@ impl RequestFacts {
         RequestFacts {
             method: method.to_owned(),
             path: truncate(path),
-            query: redact_query(query),
+            query: if path.starts_with(PATIENT_SEARCH_PATH) {
+                redact_patient_search(&redact_query(query))
+            } else {
+                redact_query(query)
+            },
             user_agent: headers
                 .get("user-agent")
                 .map(|v| redact_text(&String::from_utf8_lossy(v.as_bytes()))),
@@ -344,6 +348,24 @@ pub fn redact_query(query: &str) -> String {
     truncate(&redacted.join("&"))
 }
 
+/// The patient list, whose `q` holds a patient ID or name.
+const PATIENT_SEARCH_PATH: &str = "/api/v1/patients";
+
+/// A (redacted) query of the patient list with the value of `q` redacted too: it is a patient
+/// ID or name, and patient identifiers never reach the events.
+fn redact_patient_search(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if crate::text::fold_key(&fully_decoded(name)) == "q" => {
+                format!("{name}={REDACTED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A URL (a `Referer`) with its query redacted as a request's own query is; the fragment is
 /// dropped (a fragment can carry an OAuth token).
 pub fn redact_url(url: &str) -> String {
@@ -385,6 +407,11 @@ mod tests {
             redact_query("limit=5&access_token=abc&Password=p&api_key=k&client_secret=s&q=token");
         assert_eq!(q, "limit=5&access_token=[redacted]&Password=[redacted]&api_key=[redacted]&client_secret=[redacted]&q=token");
         assert_eq!(redact_query(""), "");
+        let headers = HeaderMap::new();
+        let search = RequestFacts::of("GET", "/api/v1/patients", "q=Doe&limit=5&%71=MRN", &headers);
+        assert_eq!(search.query, "q=[redacted]&limit=5&%71=[redacted]");
+        let labels = RequestFacts::of("GET", "/api/v1/labels", "q=Doe", &headers);
+        assert_eq!(labels.query, "q=Doe");
     }
 
     #[test]

@@ -391,3 +391,83 @@ fn create_dummy_data_is_realistic_deterministic_and_repeatable() {
         .count();
     assert_eq!(stored, 12, "every image row has its object");
 }
+
+/// Waits up to `secs` for `child` to exit; `None` if it is still running (then killed).
+fn exit_within(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    for _ in 0..secs * 10 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn demo_patients_have_several_images_and_serve_refuses_another_pseudonym_key() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let (ok, out, err) = run(
+        medlabel(dir.path(), &url)
+            .args([
+                "create-dummy-data",
+                "--doctors",
+                "1",
+                "--researchers",
+                "0",
+                "--images-per-doctor",
+                "24",
+                "--seed",
+                "7",
+            ])
+            .env("MEDLABEL_PSEUDONYM_KEY", key(1)),
+        None,
+    );
+    assert!(ok, "{err}");
+    for text in [&out, &err] {
+        assert!(
+            !text.contains("MRN") && !text.contains('^'),
+            "nothing identifying is printed: {text}"
+        );
+    }
+    // Several patients, at least one with images in more than one study.
+    let db = medlabel::db::Db::connect_with(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+    let mut conn = db.get().unwrap();
+    let subjects = medlabel::models::patients::list_subjects(&mut conn, None, 100).unwrap();
+    assert!(subjects.len() >= 2, "{} patients", subjects.len());
+    let ids: Vec<i64> = subjects.iter().map(|p| p.id).collect();
+    let counts = medlabel::models::patients::image_counts(&mut conn, &ids, None).unwrap();
+    let studies_of = |patient: i64| {
+        counts
+            .iter()
+            .filter(|(p, study, _, _)| *p == patient && study.is_some())
+            .count()
+    };
+    assert!(
+        ids.iter().any(|p| studies_of(*p) > 1),
+        "a subject with several studies: {counts:?}"
+    );
+    drop(conn);
+
+    // Another key (given, or generated because none is given) is refused, naming the variable.
+    for other in [Some(key(2)), None] {
+        let mut cmd = medlabel(dir.path(), &url);
+        cmd.arg("serve")
+            .env("MEDLABEL_BIND", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(other) = &other {
+            cmd.env("MEDLABEL_PSEUDONYM_KEY", other);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let status = exit_within(&mut child, 60).expect("serve refuses to start");
+        assert!(!status.success());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(stderr.contains("MEDLABEL_PSEUDONYM_KEY"), "{stderr}");
+    }
+}
