@@ -193,7 +193,8 @@ pub fn image_responses(
             let labels = assignments.remove(&image.id).unwrap_or_default();
             let patient = image.patient_id.and_then(|id| filings.patients.get(&id));
             let study = image.study_id.and_then(|id| filings.studies.get(&id));
-            let redactor = if whole {
+            let free_text = image.description.is_some() || labels.iter().any(|a| a.note.is_some());
+            let redactor = if whole || !free_text {
                 None
             } else {
                 redactor(patient, study)

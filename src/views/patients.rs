@@ -7,9 +7,11 @@
 //!   and their studies.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::rfc3339;
@@ -47,8 +49,10 @@ pub struct ImageStudyIdentified {
     pub description: Option<String>,
 }
 
-/// An image's study as researchers see it: its id only.
+/// An image's study as researchers see it: its id only (`additionalProperties: false`, so
+/// exactly one of the two study shapes matches a body).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImageStudyPseudonymous {
     #[schema(format = Uuid)]
     pub id: String,
@@ -322,9 +326,35 @@ pub fn identifiers(patient: Option<&Patient>, study: Option<&Study>) -> Vec<Stri
 }
 
 /// A redactor for an image of `patient` in `study`; `None` when nothing is known.
+///
+/// Compiling one costs far more than using it, and a patient's and a study's identifiers never
+/// change (the first file to name them sets them), so redactors are kept per (patient, study)
+/// public id, process-wide, up to [`REDACTOR_CACHE`] pairs (then the cache starts afresh).
 pub fn redactor(patient: Option<&Patient>, study: Option<&Study>) -> Option<Redactor> {
-    Redactor::new(identifiers(patient, study))
+    type Cache = Mutex<HashMap<(String, String), Option<Redactor>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    if patient.is_none() && study.is_none() {
+        return None;
+    }
+    let key = (
+        patient.map(|p| p.uuid.clone()).unwrap_or_default(),
+        study.map(|s| s.uuid.clone()).unwrap_or_default(),
+    );
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(found) = cache.lock().get(&key) {
+        return found.clone();
+    }
+    let made = Redactor::new(identifiers(patient, study));
+    let mut cache = cache.lock();
+    if cache.len() >= REDACTOR_CACHE {
+        cache.clear();
+    }
+    cache.insert(key, made.clone());
+    made
 }
+
+/// How many (patient, study) redactors are kept (each a few KiB).
+const REDACTOR_CACHE: usize = 4096;
 
 #[cfg(test)]
 mod tests {
