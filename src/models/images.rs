@@ -7,7 +7,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::new_uuid;
-use crate::db::schema::{disease_codes, image_labels, images, label_diseases, labels};
+use super::patients::Patient;
+use crate::db::schema::{disease_codes, image_labels, images, label_diseases, labels, patients};
 use crate::db::{now, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -170,16 +171,33 @@ pub struct ImageFilter {
     pub created_before: Option<NaiveDateTime>,
 }
 
-/// A page of live images in keyset order (`uuid`, time-ordered).
+/// An image with its patient, if it has one (one query: a left join).
+pub type ImageWithPatient = (Image, Option<Patient>);
+
+/// The live image `uuid` with its patient.
+pub fn find_live_with_patient(
+    conn: &mut DbConnection,
+    uuid: &str,
+) -> QueryResult<ImageWithPatient> {
+    images::table
+        .left_join(patients::table)
+        .filter(images::uuid.eq(uuid))
+        .filter(images::deleted_at.is_null())
+        .select((Image::as_select(), Option::<Patient>::as_select()))
+        .first(conn)
+}
+
+/// A page of live images in keyset order (`uuid`, time-ordered), with their patients.
 pub fn list_images(
     conn: &mut DbConnection,
     filter: &ImageFilter,
     after: Option<&str>,
     limit: i64,
-) -> QueryResult<Vec<Image>> {
+) -> QueryResult<Vec<ImageWithPatient>> {
     let mut query = images::table
+        .left_join(patients::table)
         .filter(images::deleted_at.is_null())
-        .select(Image::as_select())
+        .select((Image::as_select(), Option::<Patient>::as_select()))
         .order(images::uuid.asc())
         .limit(limit)
         .into_boxed();

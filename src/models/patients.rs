@@ -90,6 +90,18 @@ pub fn file_patient(
     facts: &PatientFacts,
     subject_id: &str,
 ) -> QueryResult<Patient> {
+    let find = |conn: &mut DbConnection| {
+        patients::table
+            .filter(patients::issuer.eq(&facts.issuer))
+            .filter(patients::patient_id.eq(&facts.patient_id))
+            .select(Patient::as_select())
+            .first(conn)
+            .optional()
+    };
+    // Most uploads are of patients filed already: one read then.
+    if let Some(found) = find(conn)? {
+        return Ok(found);
+    }
     let search_key = format!(
         "{}\n{}",
         crate::text::fold_key(&facts.patient_id),
@@ -110,11 +122,7 @@ pub fn file_patient(
             patients::created_at.eq(now()),
         )
     )?;
-    patients::table
-        .filter(patients::issuer.eq(&facts.issuer))
-        .filter(patients::patient_id.eq(&facts.patient_id))
-        .select(Patient::as_select())
-        .first(conn)
+    find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
 /// The study of `facts`, filed now (under `patient`) if new.
@@ -123,6 +131,16 @@ pub fn file_study(
     facts: &StudyFacts,
     patient: Option<i64>,
 ) -> QueryResult<Study> {
+    let find = |conn: &mut DbConnection| {
+        studies::table
+            .filter(studies::study_instance_uid.eq(&facts.study_instance_uid))
+            .select(Study::as_select())
+            .first(conn)
+            .optional()
+    };
+    if let Some(found) = find(conn)? {
+        return Ok(found);
+    }
     insert_or_ignore!(
         conn,
         studies::table,
@@ -136,10 +154,7 @@ pub fn file_study(
             studies::created_at.eq(now()),
         )
     )?;
-    studies::table
-        .filter(studies::study_instance_uid.eq(&facts.study_instance_uid))
-        .select(Study::as_select())
-        .first(conn)
+    find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
 /// The internal id of series `series_instance_uid`, filed now (in `study`) if new.
@@ -149,6 +164,16 @@ pub fn file_series(
     study: i64,
     modality: Option<&str>,
 ) -> QueryResult<i64> {
+    let find = |conn: &mut DbConnection| {
+        series::table
+            .filter(series::series_instance_uid.eq(series_instance_uid))
+            .select(series::id)
+            .first(conn)
+            .optional()
+    };
+    if let Some(found) = find(conn)? {
+        return Ok(found);
+    }
     insert_or_ignore!(
         conn,
         series::table,
@@ -159,10 +184,7 @@ pub fn file_series(
             series::created_at.eq(now()),
         )
     )?;
-    series::table
-        .filter(series::series_instance_uid.eq(series_instance_uid))
-        .select(series::id)
-        .first(conn)
+    find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
 pub fn find_patient(conn: &mut DbConnection, uuid: &str) -> QueryResult<Patient> {
@@ -191,10 +213,13 @@ pub fn patients_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Hash
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Patient> = patients::table
-        .filter(patients::id.eq_any(ids))
-        .select(Patient::as_select())
-        .load(conn)?;
+    // One id (a read, a write's answer): `=` keeps the prepared statement cached; diesel
+    // prepares an `IN (...)` list anew each time.
+    let query = patients::table.select(Patient::as_select());
+    let rows: Vec<Patient> = match ids {
+        [one] => query.filter(patients::id.eq(*one)).load(conn)?,
+        _ => query.filter(patients::id.eq_any(ids)).load(conn)?,
+    };
     Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 
@@ -203,10 +228,11 @@ pub fn studies_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<HashM
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Study> = studies::table
-        .filter(studies::id.eq_any(ids))
-        .select(Study::as_select())
-        .load(conn)?;
+    let query = studies::table.select(Study::as_select());
+    let rows: Vec<Study> = match ids {
+        [one] => query.filter(studies::id.eq(*one)).load(conn)?,
+        _ => query.filter(studies::id.eq_any(ids)).load(conn)?,
+    };
     Ok(rows.into_iter().map(|s| (s.id, s)).collect())
 }
 
@@ -215,11 +241,12 @@ pub fn series_uids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<HashMap<
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    series::table
-        .filter(series::id.eq_any(ids))
-        .select((series::id, series::series_instance_uid))
-        .load::<(i64, String)>(conn)
-        .map(|rows| rows.into_iter().collect())
+    let query = series::table.select((series::id, series::series_instance_uid));
+    let rows: Vec<(i64, String)> = match ids {
+        [one] => query.filter(series::id.eq(*one)).load(conn)?,
+        _ => query.filter(series::id.eq_any(ids)).load(conn)?,
+    };
+    Ok(rows.into_iter().collect())
 }
 
 /// Which patients a list shows: those with a live image (of `uploader`, when given).

@@ -15,7 +15,7 @@ use super::{rfc3339, NamedRef, UserRef};
 use crate::auth::policy::{self, ImageView, Uploader};
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
-use crate::models::images::{self, Assignment, Image};
+use crate::models::images::{self, Assignment, Image, ImageWithPatient};
 use crate::models::patients::{self, Patient, Study};
 use crate::models::users::user_refs;
 use crate::text::Redactor;
@@ -138,8 +138,8 @@ fn redacted(text: Option<String>, redactor: Option<&Redactor>) -> Option<String>
     }
 }
 
-/// The patients, studies and series UIDs a page of images is filed under: three queries at
-/// most (none for images without a patient or study).
+/// The patients, studies and series UIDs a page of images is filed under: a query per kind
+/// at most, none for images without one (and none for patients a list loaded already).
 pub struct Filings {
     patients: HashMap<i64, Patient>,
     studies: HashMap<i64, Study>,
@@ -148,16 +148,26 @@ pub struct Filings {
 
 impl Filings {
     pub fn load(conn: &mut DbConnection, rows: &[Image]) -> QueryResult<Filings> {
-        let ids = |f: fn(&Image) -> Option<i64>| {
-            let mut ids: Vec<i64> = rows.iter().filter_map(f).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
+        let patients = patients::patients_by_ids(conn, &ids(rows, |i| i.patient_id))?;
+        Self::load_with(conn, rows, patients, true)
+    }
+
+    /// With the `patients` known already; `series` says whether Series Instance UIDs are
+    /// needed (only who sees an image whole sees them).
+    fn load_with(
+        conn: &mut DbConnection,
+        rows: &[Image],
+        patients: HashMap<i64, Patient>,
+        series: bool,
+    ) -> QueryResult<Filings> {
         Ok(Filings {
-            patients: patients::patients_by_ids(conn, &ids(|i| i.patient_id))?,
-            studies: patients::studies_by_ids(conn, &ids(|i| i.study_id))?,
-            series: patients::series_uids(conn, &ids(|i| i.series_id))?,
+            patients,
+            studies: patients::studies_by_ids(conn, &ids(rows, |i| i.study_id))?,
+            series: if series {
+                patients::series_uids(conn, &ids(rows, |i| i.series_id))?
+            } else {
+                HashMap::new()
+            },
         })
     }
 
@@ -170,6 +180,14 @@ impl Filings {
     }
 }
 
+/// The distinct ids `f` gives for `rows`.
+fn ids(rows: &[Image], f: fn(&Image) -> Option<i64>) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows.iter().filter_map(f).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The caller's responses for a page of images: labels, user names, patients and studies in
 /// a constant number of queries.
 pub fn image_responses(
@@ -177,6 +195,38 @@ pub fn image_responses(
     caller: &CurrentUser,
     rows: Vec<Image>,
 ) -> QueryResult<Vec<ImageResponse>> {
+    let patients = patients::patients_by_ids(conn, &ids(&rows, |i| i.patient_id))?;
+    let rows = rows
+        .into_iter()
+        .map(|image| {
+            let patient = image.patient_id.and_then(|id| patients.get(&id).cloned());
+            (image, patient)
+        })
+        .collect();
+    responses_with_patients(conn, caller, rows)
+}
+
+/// Like [`image_responses`], for rows read with their patients (`models::images::list_images`,
+/// `find_live_with_patient`): one query fewer.
+pub fn responses_with_patients(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    rows: Vec<ImageWithPatient>,
+) -> QueryResult<Vec<ImageResponse>> {
+    let mut patients: HashMap<i64, Patient> = HashMap::new();
+    let mut whole_any = false;
+    let rows: Vec<Image> = rows
+        .into_iter()
+        .map(|(image, patient)| {
+            whole_any |= policy::image_view(caller, Uploader::Id(image.uploaded_by))
+                == Some(ImageView::Full);
+            if let Some(p) = patient {
+                patients.insert(p.id, p);
+            }
+            image
+        })
+        .collect();
+    let filings = Filings::load_with(conn, &rows, patients, whole_any)?;
     let ids: Vec<i64> = rows.iter().map(|i| i.id).collect();
     let mut assignments = images::assignments_of(conn, &ids)?;
     let mut people: Vec<i64> = rows.iter().map(|i| i.uploaded_by).collect();
@@ -184,7 +234,6 @@ pub fn image_responses(
     people.sort_unstable();
     people.dedup();
     let users = user_refs(conn, &people)?;
-    let filings = Filings::load(conn, &rows)?;
     Ok(rows
         .into_iter()
         .map(|image| {
@@ -228,6 +277,19 @@ pub fn image_responses(
             }
         })
         .collect())
+}
+
+/// The caller's response for one image read with its patient, and its version.
+pub fn response_with_patient(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    row: ImageWithPatient,
+) -> QueryResult<(ImageResponse, i32)> {
+    let version = row.0.version;
+    let response = responses_with_patients(conn, caller, vec![row])?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok((response, version))
 }
 
 /// The caller's response for one image, and its version (for the ETag).

@@ -580,3 +580,56 @@ async fn researchers_read_free_text_with_the_patients_identifiers_redacted() {
         }
     }
 }
+
+#[actix_web::test]
+async fn concurrent_uploads_file_one_patient_and_one_image_per_instance() {
+    let app = TestApp::spawn().await;
+    let doctor = app.token_client(&[Role::Doctor]).await;
+    // Eight new instances of one new patient and study at once: one patient, one study.
+    let files: Vec<Vec<u8>> = (0..8).map(|_| dicom_of(&OMAR, "7", &[])).collect();
+    let clients: Vec<TestClient> = (0..8).map(|_| doctor.clone_client()).collect();
+    let answers = futures_util::future::join_all(
+        clients
+            .iter()
+            .zip(&files)
+            .map(|(client, file)| client.upload(file, "ct.dcm", None)),
+    )
+    .await;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    }
+    let patients: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|a| a.body["patient"]["id"].as_str().unwrap())
+        .collect();
+    let studies: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|a| a.body["study"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!((patients.len(), studies.len()), (1, 1));
+
+    // One instance sent four times at once: one image, stored once; the others answer 200.
+    let file = dicom_of(&OMAR, "8", &[]);
+    let before = app.stored_objects().await.len();
+    let answers = futures_util::future::join_all(
+        clients[..4]
+            .iter()
+            .map(|client| client.upload(&file, "ct.dcm", None)),
+    )
+    .await;
+    let created = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(
+        created,
+        1,
+        "{:?}",
+        answers.iter().map(|a| &a.text).collect::<Vec<_>>()
+    );
+    for answer in &answers {
+        assert!(answer.status.is_success(), "{}", answer.text);
+        assert_eq!(answer.body["id"], answers[0].body["id"]);
+    }
+    assert_eq!(app.stored_objects().await.len(), before + 1);
+}

@@ -10,7 +10,8 @@ use crate::api::diseases::parse_code_filter;
 use crate::api::history::{entity_page, PageQuery};
 use crate::api::pagination::{Page, PageRequest};
 use crate::api::{parse_id, parse_query_uuid, parse_timestamp, JsonBody};
-use crate::auth::{policy, CurrentUser};
+use crate::auth::policy::{self, Uploader};
+use crate::auth::CurrentUser;
 use crate::changes::{self, Change};
 use crate::error::ApiError;
 use crate::history::EntityType;
@@ -19,7 +20,7 @@ use crate::models::images::{self, ImageChanges, ImageFilter};
 use crate::models::{codes, diseases, labels, patients, users};
 use crate::state::AppState;
 use crate::views::history::HistoryEntryResponse;
-use crate::views::images::{find_visible, image_response, image_responses};
+use crate::views::images::{response_with_patient, responses_with_patients};
 
 #[utoipa::path(
     get,
@@ -159,7 +160,7 @@ pub async fn list_images(
                 filter.uploaded_by = Some(own);
             }
             let rows = images::list_images(conn, &filter, after.as_deref(), fetch)?;
-            image_responses(conn, &caller, rows)
+            responses_with_patients(conn, &caller, rows)
         })
         .await?;
     let body: Page<ImageResponse> = page.finish(views, |i| &i.id, |i| i);
@@ -188,8 +189,11 @@ pub async fn get_image(
     let (response, version) = state
         .db
         .query(move |conn| {
-            let (image, _) = find_visible(conn, &caller, &id)?;
-            image_response(conn, &caller, image)
+            let row = images::find_live_with_patient(conn, &id)?;
+            if policy::image_view(&caller, Uploader::Id(row.0.uploaded_by)).is_none() {
+                return Err(diesel::result::Error::NotFound);
+            }
+            response_with_patient(conn, &caller, row)
         })
         .await?;
     Ok(image_answer(response, version, StatusCode::OK))

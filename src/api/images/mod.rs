@@ -82,7 +82,7 @@ pub struct ListImagesQuery {
     #[param(value_type = Option<String>, format = Uuid)]
     pub study_id: Option<String>,
     /// Modality (0008,0060), e.g. CT
-    #[param(value_type = Option<String>, max_length = 16)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 16)]
     pub modality: Option<String>,
     /// Inclusive lower bound on created_at
 
