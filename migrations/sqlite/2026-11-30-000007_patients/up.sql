@@ -56,6 +56,12 @@ ALTER TABLE images ADD COLUMN burned_in_annotation BOOLEAN NOT NULL DEFAULT FALS
 -- again).
 CREATE UNIQUE INDEX images_live_sop ON images (sop_instance_uid)
     WHERE deleted_at IS NULL AND sop_instance_uid IS NOT NULL;
-CREATE INDEX images_patient_uuid ON images (patient_id, uuid) WHERE deleted_at IS NULL;
-CREATE INDEX images_study_uuid ON images (study_id, uuid) WHERE deleted_at IS NULL;
-CREATE INDEX images_modality_uuid ON images (modality, uuid) WHERE deleted_at IS NULL;
+-- Only filed images are indexed: an image without a patient (most PNG and JPEG uploads) costs
+-- these indexes nothing. `patient_id = ?` implies `patient_id IS NOT NULL`, so both backends
+-- use them for the filters.
+CREATE INDEX images_patient_uuid ON images (patient_id, uuid)
+    WHERE deleted_at IS NULL AND patient_id IS NOT NULL;
+CREATE INDEX images_study_uuid ON images (study_id, uuid)
+    WHERE deleted_at IS NULL AND study_id IS NOT NULL;
+CREATE INDEX images_modality_uuid ON images (modality, uuid)
+    WHERE deleted_at IS NULL AND modality IS NOT NULL;
