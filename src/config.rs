@@ -255,18 +255,21 @@ impl Settings {
         if let Some(Secret(key)) = &self.session_key {
             return Ok(key.clone());
         }
-        self.kept_key(
+        let (key, _) = self.kept_key(
             "session.key",
             "MEDLABEL_SESSION_KEY",
             64,
             decode_session_key,
-        )
+        )?;
+        Ok(key)
     }
 
-    /// The pseudonym key: the configured one, or one generated once and kept in `data_dir`.
-    pub fn resolve_pseudonym_key(&self) -> anyhow::Result<PseudonymKey> {
+    /// The pseudonym key: the configured one, or one generated once and kept in `data_dir`;
+    /// with the path of the key file when it was generated just now (so that a start refused
+    /// for using it can remove it again).
+    pub fn resolve_pseudonym_key(&self) -> anyhow::Result<(PseudonymKey, Option<PathBuf>)> {
         if let Some(key) = &self.pseudonym_key {
-            return Ok(key.clone());
+            return Ok((key.clone(), None));
         }
         self.kept_key(
             "pseudonym.key",
@@ -277,17 +280,19 @@ impl Settings {
     }
 
     /// The key kept in `data_dir/file`, or a new one of `bytes` random bytes written there
-    /// (readable by the owner only) with a warning naming `variable`.
+    /// (readable by the owner only) with a warning naming `variable`, and then its path.
     fn kept_key<K>(
         &self,
         file: &str,
         variable: &str,
         bytes: usize,
         decode: fn(&str) -> Result<K, String>,
-    ) -> anyhow::Result<K> {
+    ) -> anyhow::Result<(K, Option<PathBuf>)> {
         let path = self.data_dir.join(file);
         if let Ok(encoded) = std::fs::read_to_string(&path) {
-            return decode(encoded.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+            return decode(encoded.trim())
+                .map(|key| (key, None))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
         }
         let mut key = vec![0u8; bytes];
         rand::fill(&mut key[..]);
@@ -299,7 +304,9 @@ impl Settings {
             "{variable} is not set: generated a key and kept it there. Instances behind one \
              load balancer must share {variable}; keep it safe."
         );
-        decode(&encoded).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        decode(&encoded)
+            .map(|key| (key, Some(path.clone())))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
     /// The cookie name: `__Host-medlabel`, or `medlabel` with insecure (plain-HTTP) cookies.
@@ -463,11 +470,11 @@ mod tests {
         let first = s.resolve_session_key().unwrap();
         assert_eq!(first.len(), 64);
         assert_eq!(s.resolve_session_key().unwrap(), first);
-        let pseudonyms = s.resolve_pseudonym_key().unwrap();
-        assert_eq!(
-            s.resolve_pseudonym_key().unwrap().fingerprint(),
-            pseudonyms.fingerprint()
-        );
+        let (pseudonyms, generated) = s.resolve_pseudonym_key().unwrap();
+        assert!(generated.is_some());
+        let (again, kept) = s.resolve_pseudonym_key().unwrap();
+        assert_eq!(again.fingerprint(), pseudonyms.fingerprint());
+        assert!(kept.is_none());
         assert!(dir.path().join("pseudonym.key").exists());
     }
 }

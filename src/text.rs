@@ -33,11 +33,18 @@ pub fn fold_key(text: &str) -> String {
     nfc(&folded)
 }
 
-/// Replaces known identifiers in free text with `[redacted]`: each term matched as a whole
-/// word (no letter, digit or `_` directly before or after it, Unicode-aware), ignoring case.
-/// Built once per patient with [`Redactor::new`]; `None` when there is nothing to redact.
+/// Replaces known identifiers in free text with `[redacted]`: each term matched ignoring case
+/// (in its written, full upper-case, full lower-case and case-folded forms, so `STRAUSS`
+/// matches `Strauß` and `IŞIK` matches `Işık`), as a whole word (no letter, digit or `_`
+/// directly before or after it, Unicode-aware), except in scripts written without spaces
+/// between words (Han, Hiragana, Katakana, Thai), where a name is matched wherever it stands.
+/// Built with [`Redactor::new`]; `None` when there is nothing to redact. When the terms cannot
+/// be compiled (absurdly long ones), it fails closed: every text is redacted whole.
 #[derive(Debug, Clone)]
-pub struct Redactor(regex::Regex);
+pub enum Redactor {
+    Terms(regex::Regex),
+    Everything,
+}
 
 /// What redacted text shows instead of an identifier.
 pub const REDACTED: &str = "[redacted]";
@@ -46,37 +53,120 @@ impl Redactor {
     /// A redactor for `terms` (blank terms are ignored); longer terms are tried first, so
     /// `1980-03-12` is redacted whole rather than `1980` alone.
     pub fn new<I: IntoIterator<Item = String>>(terms: I) -> Option<Redactor> {
-        let mut terms: Vec<String> = terms
-            .into_iter()
-            .map(|t| nfc(t.trim()))
-            .filter(|t| !t.is_empty())
-            .collect();
-        if terms.is_empty() {
+        let mapper = CaseMapperBorrowed::new();
+        let root = icu_locale_core::LanguageIdentifier::UNKNOWN;
+        let mut forms: Vec<String> = Vec::new();
+        for term in terms {
+            let term = nfc(term.trim());
+            if term.is_empty() {
+                continue;
+            }
+            let upper = nfc(&mapper.uppercase_to_string(&term, &root));
+            let lower = nfc(&mapper.lowercase_to_string(&term, &root));
+            let dotless = |t: &str| t.replace('İ', "I").replace('ı', "i");
+            forms.extend([dotless(&term), dotless(&upper), fold_key(&term)]);
+            forms.extend([term, upper, lower]);
+        }
+        if forms.is_empty() {
             return None;
         }
-        terms.sort_by(|a, b| b.chars().count().cmp(&a.chars().count()).then(a.cmp(b)));
-        terms.dedup();
+        forms.sort_by(|a, b| b.chars().count().cmp(&a.chars().count()).then(a.cmp(b)));
+        forms.dedup();
         let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-        let alternatives: Vec<String> = terms
+        let alternatives: Vec<String> = forms
             .iter()
             .map(|t| {
-                let before = if is_word(t.chars().next()) { r"\b" } else { "" };
-                let after = if is_word(t.chars().last()) { r"\b" } else { "" };
+                let spaced = !t.chars().any(unspaced_script);
+                let before = if spaced && is_word(t.chars().next()) {
+                    r"\b"
+                } else {
+                    ""
+                };
+                let after = if spaced && is_word(t.chars().last()) {
+                    r"\b"
+                } else {
+                    ""
+                };
                 format!("{before}{}{after}", regex::escape(t))
             })
             .collect();
-        regex::RegexBuilder::new(&format!("(?:{})", alternatives.join("|")))
+        let built = regex::RegexBuilder::new(&format!("(?:{})", alternatives.join("|")))
             .case_insensitive(true)
             .size_limit(1 << 22)
-            .build()
-            .ok()
-            .map(Redactor)
+            .build();
+        Some(match built {
+            Ok(regex) => Redactor::Terms(regex),
+            Err(_) => Redactor::Everything,
+        })
     }
 
-    /// `text` with every term replaced by [`REDACTED`].
+    /// `text` with every term replaced by [`REDACTED`] (all of it, failing closed).
     pub fn redact(&self, text: &str) -> String {
-        self.0.replace_all(&nfc(text), REDACTED).into_owned()
+        match self {
+            Redactor::Terms(regex) => regex.replace_all(&nfc(text), REDACTED).into_owned(),
+            Redactor::Everything => REDACTED.to_owned(),
+        }
     }
+}
+
+/// Whether `c` belongs to a script written without spaces between words (Han, Hiragana,
+/// Katakana, Thai, Lao, Khmer, Myanmar), where word boundaries say nothing.
+fn unspaced_script(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0EFF          // Thai, Lao
+        | 0x1000..=0x109F        // Myanmar
+        | 0x1780..=0x17FF        // Khmer
+        | 0x3040..=0x30FF        // Hiragana, Katakana
+        | 0x3400..=0x4DBF        // CJK Extension A
+        | 0x4E00..=0x9FFF        // CJK Unified Ideographs
+        | 0xF900..=0xFAFF        // CJK Compatibility Ideographs
+        | 0x20000..=0x3134F) // CJK Extensions B-G
+}
+
+/// The identifiers a file or an upload form gives for its patient, as redaction terms: each
+/// part of the name of two or more letters (PN components split at `^`, `=`, spaces and
+/// commas, hyphenated and apostrophised parts also piece by piece), the patient ID, the
+/// accession number, and the birth date (`YYYY-MM-DD`) as `YYYYMMDD`, `YYYY-MM-DD` and
+/// `DD/MM/YYYY` (API.md "Patients, studies and subjects").
+pub fn identifier_terms(
+    name: Option<&str>,
+    patient_id: Option<&str>,
+    birth_date: Option<&str>,
+    accession_number: Option<&str>,
+) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    terms.extend(patient_id.map(str::to_owned));
+    terms.extend(accession_number.map(str::to_owned));
+    let letters = |s: &str| s.chars().filter(|c| c.is_alphabetic()).count();
+    for part in name
+        .unwrap_or_default()
+        .split(|c: char| c == '^' || c == '=' || c == ',' || c.is_whitespace())
+    {
+        if letters(part) >= 2 {
+            terms.push(part.to_owned());
+        }
+        // "Smith-Jones", "O'Brien": each piece on its own too.
+        let pieces: Vec<&str> = part.split(|c: char| !c.is_alphabetic()).collect();
+        if pieces.len() > 1 {
+            terms.extend(
+                pieces
+                    .into_iter()
+                    .filter(|s| letters(s) >= 2)
+                    .map(str::to_owned),
+            );
+        }
+    }
+    if let Some(date) =
+        birth_date.and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    {
+        terms.push(date.format("%Y%m%d").to_string());
+        terms.push(date.format("%Y-%m-%d").to_string());
+        terms.push(date.format("%d/%m/%Y").to_string());
+    }
+    terms.retain(|t| !t.trim().is_empty());
+    terms.sort();
+    terms.dedup();
+    terms
 }
 
 /// Characters that render as nothing (Unicode `Default_Ignorable_Code_Point`, UAX #44): zero-
@@ -165,6 +255,48 @@ mod tests {
         for good in ["Pneumonia", "Ménière", "Ölçer", "dr.house", "ZOË"] {
             assert_eq!(name_problem(good), None, "{good}");
         }
+    }
+
+    #[test]
+    fn redaction_matches_full_case_forms_unspaced_scripts_and_fails_closed() {
+        let r =
+            Redactor::new(["Strauß", "Işık", "İlker", "山田", "Ægir"].map(String::from)).unwrap();
+        assert_eq!(
+            r.redact("STRAUSS strauss IŞIK ILKER ilker 山田太郎さん ÆGIR"),
+            "[redacted] [redacted] [redacted] [redacted] [redacted] [redacted]太郎さん [redacted]"
+        );
+        assert_eq!(r.redact("Straussberg"), "Straussberg");
+        let huge = Redactor::new(["x".repeat(200_000)]).unwrap();
+        assert_eq!(huge.redact("anything at all"), REDACTED);
+    }
+
+    #[test]
+    fn identifier_terms_cover_name_parts_ids_and_birth_date_forms() {
+        let terms = identifier_terms(
+            Some("Smith-Jones^Anna^B^^Dr"),
+            Some("PAT-7"),
+            Some("1980-03-12"),
+            Some("ACC9"),
+        );
+        for t in [
+            "PAT-7",
+            "Smith-Jones",
+            "Smith",
+            "Jones",
+            "Anna",
+            "Dr",
+            "19800312",
+            "1980-03-12",
+            "12/03/1980",
+            "ACC9",
+        ] {
+            assert!(terms.iter().any(|x| x == t), "{t} in {terms:?}");
+        }
+        assert!(
+            !terms.iter().any(|x| x == "B"),
+            "one letter is not a name part"
+        );
+        assert!(identifier_terms(None, None, Some("not a date"), None).is_empty());
     }
 
     #[test]

@@ -161,11 +161,7 @@ impl RequestFacts {
         RequestFacts {
             method: method.to_owned(),
             path: truncate(path),
-            query: if path.starts_with(PATIENT_SEARCH_PATH) {
-                redact_patient_search(&redact_query(query))
-            } else {
-                redact_query(query)
-            },
+            query: redact_patient_identifiers(path, &redact_query(query)),
             user_agent: headers
                 .get("user-agent")
                 .map(|v| redact_text(&String::from_utf8_lossy(v.as_bytes()))),
@@ -351,16 +347,26 @@ pub fn redact_query(query: &str) -> String {
 /// The patient list, whose `q` holds a patient ID or name.
 const PATIENT_SEARCH_PATH: &str = "/api/v1/patients";
 
-/// A (redacted) query of the patient list with the value of `q` redacted too: it is a patient
-/// ID or name, and patient identifiers never reach the events.
-fn redact_patient_search(query: &str) -> String {
+/// A (redacted) query with what may be a patient identifier redacted too, since patient
+/// identifiers never reach the events: `q` of the patient list (a patient ID or name), and a
+/// `patient_id` that is not a UUID (an MRN typed where the patient's id belongs).
+fn redact_patient_identifiers(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if crate::text::fold_key(&fully_decoded(name)) == "q" => {
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name_key = crate::text::fold_key(&fully_decoded(name));
+            let identifying = (name_key == "q" && path.starts_with(PATIENT_SEARCH_PATH))
+                || (name_key == "patient_id"
+                    && uuid::Uuid::parse_str(&fully_decoded(value)).is_err());
+            if identifying {
                 format!("{name}={REDACTED}")
+            } else {
+                pair.to_owned()
             }
-            _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -412,6 +418,21 @@ mod tests {
         assert_eq!(search.query, "q=[redacted]&limit=5&%71=[redacted]");
         let labels = RequestFacts::of("GET", "/api/v1/labels", "q=Doe", &headers);
         assert_eq!(labels.query, "q=Doe");
+        let typed = RequestFacts::of(
+            "GET",
+            "/api/v1/images",
+            "patient_id=MRN-0042&subject_id=S-AAAAAAAAAAAAAAAA",
+            &headers,
+        );
+        assert_eq!(
+            typed.query,
+            "patient_id=[redacted]&subject_id=S-AAAAAAAAAAAAAAAA"
+        );
+        let id = "patient_id=01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77";
+        assert_eq!(
+            RequestFacts::of("GET", "/api/v1/images", id, &headers).query,
+            id
+        );
     }
 
     #[test]

@@ -115,32 +115,49 @@ pub fn upload<'a>(
     let sop = header.and_then(|h| h.sop_instance_uid.as_deref());
     if let Some(sop) = sop {
         if let Some(stored) = images::find_live_by_sop(conn, sop)? {
+            // Whether the bytes match is told only to who may change the stored image.
+            if !policy::may_edit_image(caller, Uploader::Id(stored.uploaded_by)) {
+                return Err(ApiError::Conflict(
+                    "an image with this SOP Instance UID is stored already".into(),
+                ));
+            }
             if stored.sha256 != new.sha256 {
                 return Err(ApiError::Conflict(
                     "an image with this SOP Instance UID is stored already, with other bytes"
                         .into(),
                 ));
             }
-            if !policy::may_edit_image(caller, Uploader::Id(stored.uploaded_by)) {
-                return Err(ApiError::Conflict(
-                    "an image with this SOP Instance UID was uploaded by someone else".into(),
-                ));
-            }
             let (response, version) = image_response(conn, caller, stored)?;
             return Ok(Uploaded::Existing(response, version));
         }
     }
+    let terms = crate::text::identifier_terms(
+        header
+            .and_then(|h| h.patients_name.as_deref())
+            .or(patient.as_ref().and_then(|p| p.name.as_deref())),
+        patient.as_ref().map(|p| p.patient_id.as_str()),
+        header
+            .and_then(|h| h.patients_birth_date.as_deref())
+            .or(patient.as_ref().and_then(|p| p.birth_date.as_deref())),
+        header.and_then(|h| h.accession_number.as_deref()),
+    );
     let patient = match &patient {
-        Some(facts) => Some(patients::file_patient(
-            conn,
-            facts,
-            &key.subject_id(&facts.issuer, &facts.patient_id),
-        )?),
+        Some(facts) => {
+            let filed = patients::file_patient(
+                conn,
+                facts,
+                &key.subject_id(&facts.issuer, &facts.patient_id),
+            )?;
+            patients::fill_in(conn, filed.id, facts)?;
+            patients::record_terms(conn, filed.id, &terms)?;
+            Some(filed)
+        }
         None => None,
     };
     let mut filing = Filing {
         patient_id: patient.as_ref().map(|p| p.id),
         sop_instance_uid: sop,
+        redaction_terms: (!terms.is_empty()).then(|| terms.join("\n")),
         ..Default::default()
     };
     if let Some(header) = header {
@@ -157,14 +174,23 @@ pub fn upload<'a>(
                 },
                 filing.patient_id,
             )?;
+            // One study is one patient's (and a series one study's): a file that says
+            // otherwise contradicts what is filed, and would show it the other's details.
+            if study.patient_id != filing.patient_id {
+                return Err(ApiError::Conflict(
+                    "this file's Study Instance UID is filed under another patient".into(),
+                ));
+            }
             filing.study_id = Some(study.id);
             if let Some(series) = &header.series_instance_uid {
-                filing.series_id = Some(patients::file_series(
-                    conn,
-                    series,
-                    study.id,
-                    header.modality.as_deref(),
-                )?);
+                let (series_id, series_study) =
+                    patients::file_series(conn, series, study.id, header.modality.as_deref())?;
+                if series_study != study.id {
+                    return Err(ApiError::Conflict(
+                        "this file's Series Instance UID is filed under another study".into(),
+                    ));
+                }
+                filing.series_id = Some(series_id);
             }
         }
     }

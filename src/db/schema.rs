@@ -158,6 +158,15 @@ diesel::table! {
         sop_instance_uid -> Nullable<Text>,
         modality -> Nullable<Text>,
         burned_in_annotation -> Bool,
+        /// The identifiers its own file gave, one per line.
+        redaction_terms -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    patient_terms (patient_id, term) {
+        patient_id -> BigInt,
+        term -> Text,
     }
 }
 
@@ -268,6 +277,7 @@ diesel::joinable!(images -> users (uploaded_by));
 diesel::joinable!(images -> patients (patient_id));
 diesel::joinable!(images -> studies (study_id));
 diesel::joinable!(studies -> patients (patient_id));
+diesel::joinable!(patient_terms -> patients (patient_id));
 diesel::joinable!(series -> studies (study_id));
 diesel::joinable!(image_labels -> images (image_id));
 diesel::joinable!(image_labels -> labels (label_id));
@@ -291,6 +301,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     image_labels,
     service_keys,
     patients,
+    patient_terms,
     studies,
     series,
     history,

@@ -44,8 +44,16 @@ pub struct DicomHeader {
 }
 
 /// Reads the header from the first bytes of a DICOM file (preamble included), stopping at
-/// Pixel Data (7FE0,0010). `Err` when it cannot be parsed.
-pub fn read_header(head: &[u8]) -> Result<DicomHeader, String> {
+/// Pixel Data (7FE0,0010). `complete` says whether `head` is the whole file; when it is not,
+/// Pixel Data must begin inside it (else attributes after it would go unread). `Err` when it
+/// cannot be parsed, or a value the image is filed by breaks its VR's rules (PS3.5 6.2).
+pub fn read_header(head: &[u8], complete: bool) -> Result<DicomHeader, String> {
+    if !complete && !reaches_pixel_data(head) {
+        return Err(format!(
+            "the header before Pixel Data is longer than {} bytes",
+            head.len()
+        ));
+    }
     let object = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
         .read_until(tags::PIXEL_DATA)
@@ -68,7 +76,7 @@ pub fn read_header(head: &[u8]) -> Result<DicomHeader, String> {
             .filter(|v| !v.is_empty())
     };
     let date = |tag: Tag| text(tag).and_then(|v| iso_date(&v));
-    Ok(DicomHeader {
+    let header = DicomHeader {
         dimensions: Dimensions {
             width: number(tags::COLUMNS),
             height: number(tags::ROWS),
@@ -87,7 +95,104 @@ pub fn read_header(head: &[u8]) -> Result<DicomHeader, String> {
         sop_instance_uid: text(tags::SOP_INSTANCE_UID),
         burned_in_annotation: text(tags::BURNED_IN_ANNOTATION)
             .is_some_and(|v| v.eq_ignore_ascii_case("YES")),
-    })
+    };
+    check_values(&header)?;
+    Ok(header)
+}
+
+/// Whether the Pixel Data tag (7FE0,0010) appears in `head`, in either byte order.
+fn reaches_pixel_data(head: &[u8]) -> bool {
+    head.windows(4)
+        .any(|w| w == [0xE0, 0x7F, 0x10, 0x00] || w == [0x7F, 0xE0, 0x00, 0x10])
+}
+
+/// The values medlabel files by, against their VR's length and character rules (PS3.5
+/// Table 6.2-1): LO 64 characters, SH and CS 16, UI 64 of digits and dots, PN 64 per component
+/// group; single-valued (no `\`), no control characters (ESC aside in names, for ISO 2022
+/// character sets); IDs also without invisible characters, so two IDs that look the same are
+/// the same.
+fn check_values(h: &DicomHeader) -> Result<(), String> {
+    let rules: [(&str, &Option<String>, usize, Kind); 10] = [
+        ("Patient ID (0010,0020)", &h.patient_id, 64, Kind::Id),
+        (
+            "Issuer of Patient ID (0010,0021)",
+            &h.issuer_of_patient_id,
+            64,
+            Kind::Id,
+        ),
+        (
+            "Patient's Name (0010,0010)",
+            &h.patients_name,
+            3 * 64 + 2,
+            Kind::Name,
+        ),
+        ("Patient's Sex (0010,0040)", &h.patients_sex, 16, Kind::Text),
+        (
+            "Study Instance UID (0020,000D)",
+            &h.study_instance_uid,
+            64,
+            Kind::Uid,
+        ),
+        (
+            "Accession Number (0008,0050)",
+            &h.accession_number,
+            16,
+            Kind::Id,
+        ),
+        (
+            "Study Description (0008,1030)",
+            &h.study_description,
+            64,
+            Kind::Text,
+        ),
+        (
+            "Series Instance UID (0020,000E)",
+            &h.series_instance_uid,
+            64,
+            Kind::Uid,
+        ),
+        ("Modality (0008,0060)", &h.modality, 16, Kind::Text),
+        (
+            "SOP Instance UID (0008,0018)",
+            &h.sop_instance_uid,
+            64,
+            Kind::Uid,
+        ),
+    ];
+    for (attribute, value, max, kind) in rules {
+        let Some(value) = value else { continue };
+        if value.chars().count() > max {
+            return Err(format!("{attribute} is longer than {max} characters"));
+        }
+        if value.contains('\\') {
+            return Err(format!("{attribute} must hold one value"));
+        }
+        let bad = match kind {
+            Kind::Uid => !value.chars().all(|c| c.is_ascii_digit() || c == '.'),
+            Kind::Name => value.chars().any(|c| c.is_control() && c != '\u{1b}'),
+            Kind::Text => value.chars().any(char::is_control),
+            Kind::Id => crate::text::name_problem(value).is_some(),
+        };
+        if bad {
+            return Err(format!(
+                "{attribute} holds characters its value may not hold"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Which character rule a value follows.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Digits and dots (UI).
+    Uid,
+    /// A person name (PN): no control characters but ESC.
+    Name,
+    /// Text (LO, SH, CS): no control characters.
+    Text,
+    /// An identifier: no control or invisible characters either.
+    Id,
 }
 
 /// A DA value (`YYYYMMDD`, PS3.5 6.2) as `YYYY-MM-DD`; `None` unless it is a calendar date.
@@ -203,7 +308,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let header = read_header(&file).unwrap();
+        let header = read_header(&file, true).unwrap();
         assert_eq!(header.patient_id.as_deref(), Some("PAT-0042"));
         assert_eq!(header.issuer_of_patient_id.as_deref(), Some("HOSP"));
         assert_eq!(header.patients_name.as_deref(), Some("Doe^John"));
@@ -217,8 +322,37 @@ mod tests {
         assert_eq!(header.sop_instance_uid.as_deref(), Some("1.2.3.4.5"));
         assert!(header.burned_in_annotation);
         assert_eq!(header.dimensions.width, Some(6));
-        let plain = read_header(&synthetic_dicom(2, 2, 0, &[]).unwrap()).unwrap();
+        let plain = read_header(&synthetic_dicom(2, 2, 0, &[]).unwrap(), true).unwrap();
         assert_eq!(plain.patient_id, None);
         assert!(!plain.burned_in_annotation);
+        // A head cut before Pixel Data, of a longer file, is refused.
+        let before_pixels = &file[..200];
+        assert!(read_header(before_pixels, false).is_err());
+    }
+
+    #[test]
+    fn values_that_break_their_vr_are_refused() {
+        for (tag, vr, value) in [
+            (tags::PATIENT_ID, VR::LO, "x".repeat(65)),
+            (tags::PATIENT_ID, VR::LO, "A\\B".to_owned()),
+            (tags::PATIENT_ID, VR::LO, "A\u{200B}B".to_owned()),
+            (tags::PATIENT_ID, VR::LO, "A\tB".to_owned()),
+            (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.x".to_owned()),
+            (
+                tags::SOP_INSTANCE_UID,
+                VR::UI,
+                format!("1.{}", "2".repeat(80)),
+            ),
+            (tags::MODALITY, VR::CS, "M".repeat(17)),
+            (tags::PATIENT_NAME, VR::PN, "N".repeat(300)),
+        ] {
+            let utf8 = (
+                tags::SPECIFIC_CHARACTER_SET,
+                VR::CS,
+                "ISO_IR 192".to_owned(),
+            );
+            let file = synthetic_dicom(2, 2, 0, &[utf8, (tag, vr, value.clone())]).unwrap();
+            assert!(read_header(&file, true).is_err(), "{tag} {value:?}");
+        }
     }
 }

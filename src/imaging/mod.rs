@@ -87,7 +87,13 @@ pub struct Inspected {
 /// Checks a complete upload from its first bytes (`head`, up to [`HEAD_BYTES`]) and last bytes
 /// (`tail`): the header must parse, the file must end as its format ends, and the declared size
 /// must stay within [`MAX_PIXELS`].
-pub fn inspect(kind: ImageKind, head: &[u8], tail: &[u8]) -> Result<Inspected, ImageError> {
+/// `complete` says whether `head` holds the whole file.
+pub fn inspect(
+    kind: ImageKind,
+    head: &[u8],
+    tail: &[u8],
+    complete: bool,
+) -> Result<Inspected, ImageError> {
     let mut header = None;
     let dims = match kind {
         ImageKind::Png | ImageKind::Jpeg => {
@@ -115,7 +121,8 @@ pub fn inspect(kind: ImageKind, head: &[u8], tail: &[u8]) -> Result<Inspected, I
             }
         }
         ImageKind::Dicom => {
-            let read = dicom::read_header(head).map_err(|e| ImageError::Corrupt("DICOM", e))?;
+            let read =
+                dicom::read_header(head, complete).map_err(|e| ImageError::Corrupt("DICOM", e))?;
             let dimensions = read.dimensions;
             header = Some(read);
             dimensions
@@ -169,19 +176,19 @@ mod tests {
     fn declared_pixel_floods_and_truncation_are_refused() {
         let head = png_header(20_000, 20_000);
         assert_eq!(
-            inspect(ImageKind::Png, &head, PNG_IEND),
+            inspect(ImageKind::Png, &head, PNG_IEND, true),
             Err(ImageError::TooManyPixels(400_000_000))
         );
         let ok = png_header(640, 480);
         assert_eq!(
-            inspect(ImageKind::Png, &ok, PNG_IEND).map(|i| i.dimensions),
+            inspect(ImageKind::Png, &ok, PNG_IEND, true).map(|i| i.dimensions),
             Ok(Dimensions {
                 width: Some(640),
                 height: Some(480)
             })
         );
         assert!(matches!(
-            inspect(ImageKind::Png, &ok, b"truncated"),
+            inspect(ImageKind::Png, &ok, b"truncated", true),
             Err(ImageError::Corrupt(..))
         ));
     }

@@ -36,6 +36,15 @@ pub struct Image {
     pub modality: Option<String>,
     /// Burned In Annotation (0028,0301) is `YES`: withheld from researchers.
     pub burned_in_annotation: bool,
+    /// The identifiers its own file gave, one per line (see `text::identifier_terms`).
+    pub redaction_terms: Option<String>,
+}
+
+impl Image {
+    /// The identifiers its own file gave.
+    pub fn own_terms(&self) -> impl Iterator<Item = &str> {
+        self.redaction_terms.as_deref().unwrap_or_default().lines()
+    }
 }
 
 /// Where an image is filed, and what its DICOM header says about it (all empty for PNG and
@@ -48,6 +57,8 @@ pub struct Filing<'a> {
     pub sop_instance_uid: Option<&'a str>,
     pub modality: Option<&'a str>,
     pub burned_in_annotation: bool,
+    /// One per line.
+    pub redaction_terms: Option<String>,
 }
 
 pub struct NewImage<'a> {
@@ -83,6 +94,7 @@ pub fn insert_image(conn: &mut DbConnection, new: NewImage<'_>) -> QueryResult<I
             images::sop_instance_uid.eq(new.filing.sop_instance_uid),
             images::modality.eq(new.filing.modality),
             images::burned_in_annotation.eq(new.filing.burned_in_annotation),
+            images::redaction_terms.eq(&new.filing.redaction_terms),
             images::version.eq(1),
             images::created_at.eq(at),
             images::updated_at.eq(at),

@@ -30,7 +30,7 @@ macro_rules! insert_or_ignore {
         }
     };
 }
-use crate::db::schema::{images, patients, series, service_keys, studies};
+use crate::db::schema::{images, patient_terms, patients, series, service_keys, studies};
 use crate::db::{now, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -125,6 +125,64 @@ pub fn file_patient(
     find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
+/// Gives patient `id` the details of `facts` it lacks (a patient first named by an upload form
+/// has no name until a DICOM file gives one); details it has are kept.
+pub fn fill_in(conn: &mut DbConnection, id: i64, facts: &PatientFacts) -> QueryResult<()> {
+    let row = patients::table.filter(patients::id.eq(id));
+    if let Some(name) = &facts.name {
+        let search_key = format!(
+            "{}\n{}",
+            crate::text::fold_key(&facts.patient_id),
+            crate::text::fold_key(name)
+        );
+        diesel::update(row.filter(patients::name.is_null()))
+            .set((patients::name.eq(name), patients::search_key.eq(search_key)))
+            .execute(conn)?;
+    }
+    if let Some(birth_date) = &facts.birth_date {
+        diesel::update(row.filter(patients::birth_date.is_null()))
+            .set(patients::birth_date.eq(birth_date))
+            .execute(conn)?;
+    }
+    if let Some(sex) = &facts.sex {
+        diesel::update(row.filter(patients::sex.is_null()))
+            .set(patients::sex.eq(sex))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Records `terms` (identifiers some file gave) for patient `id`; known ones are skipped.
+pub fn record_terms(conn: &mut DbConnection, id: i64, terms: &[String]) -> QueryResult<()> {
+    for term in terms {
+        insert_or_ignore!(
+            conn,
+            patient_terms::table,
+            (
+                patient_terms::patient_id.eq(id),
+                patient_terms::term.eq(term)
+            )
+        )?;
+    }
+    Ok(())
+}
+
+/// Every identifier recorded for each patient in `ids`, in one query.
+pub fn terms_of(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<HashMap<i64, Vec<String>>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = patient_terms::table
+        .filter(patient_terms::patient_id.eq_any(ids))
+        .select((patient_terms::patient_id, patient_terms::term))
+        .load(conn)?;
+    let mut map: HashMap<i64, Vec<String>> = HashMap::new();
+    for (id, term) in rows {
+        map.entry(id).or_default().push(term);
+    }
+    Ok(map)
+}
+
 /// The study of `facts`, filed now (under `patient`) if new.
 pub fn file_study(
     conn: &mut DbConnection,
@@ -157,17 +215,18 @@ pub fn file_study(
     find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
-/// The internal id of series `series_instance_uid`, filed now (in `study`) if new.
+/// The internal id of series `series_instance_uid` and of its study, filed now (in `study`)
+/// if new.
 pub fn file_series(
     conn: &mut DbConnection,
     series_instance_uid: &str,
     study: i64,
     modality: Option<&str>,
-) -> QueryResult<i64> {
+) -> QueryResult<(i64, i64)> {
     let find = |conn: &mut DbConnection| {
         series::table
             .filter(series::series_instance_uid.eq(series_instance_uid))
-            .select(series::id)
+            .select((series::id, series::study_id))
             .first(conn)
             .optional()
     };

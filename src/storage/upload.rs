@@ -185,7 +185,8 @@ pub async fn store_file_part(
             kind
         }
     };
-    let inspected = match imaging::inspect(kind, &head, &tail) {
+    let complete = size <= head.len() as u64;
+    let inspected = match imaging::inspect(kind, &head, &tail, complete) {
         Ok(d) => d,
         Err(err) => {
             pending.discard().await;

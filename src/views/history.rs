@@ -70,7 +70,7 @@ impl ImageFacts {
         Ok(ImageFacts(
             rows.into_iter()
                 .map(|i| {
-                    let redactor = filings.redactor(i.patient_id, i.study_id);
+                    let redactor = filings.redactor(&i);
                     (i.uuid, (redactor, i.burned_in_annotation))
                 })
                 .collect(),

@@ -120,7 +120,7 @@ pub fn image_assignments(
     let redactor = if view == ImageView::Full {
         None
     } else {
-        Filings::load(conn, std::slice::from_ref(image))?.redactor(image.patient_id, image.study_id)
+        Filings::load(conn, std::slice::from_ref(image))?.redactor(image)
     };
     let ids: Vec<i64> = rows.iter().map(|a| a.assigned_by).collect();
     let users = user_refs(conn, &ids)?;
@@ -138,27 +138,30 @@ fn redacted(text: Option<String>, redactor: Option<&Redactor>) -> Option<String>
     }
 }
 
-/// The patients, studies and series UIDs a page of images is filed under: a query per kind
-/// at most, none for images without one (and none for patients a list loaded already).
+/// The patients, studies and series UIDs a page of images is filed under, and the identifiers
+/// recorded for its patients: a query per kind at most, none for images without one (and none
+/// for what is not needed: patients a list loaded already, Series Instance UIDs when no image
+/// is seen whole, identifiers when nothing is redacted).
 pub struct Filings {
     patients: HashMap<i64, Patient>,
     studies: HashMap<i64, Study>,
     series: HashMap<i64, String>,
+    terms: HashMap<i64, Vec<String>>,
 }
 
 impl Filings {
+    /// Everything, for `rows` some of which are redacted.
     pub fn load(conn: &mut DbConnection, rows: &[Image]) -> QueryResult<Filings> {
         let patients = patients::patients_by_ids(conn, &ids(rows, |i| i.patient_id))?;
-        Self::load_with(conn, rows, patients, true)
+        Self::load_with(conn, rows, patients, true, true)
     }
 
-    /// With the `patients` known already; `series` says whether Series Instance UIDs are
-    /// needed (only who sees an image whole sees them).
     fn load_with(
         conn: &mut DbConnection,
         rows: &[Image],
         patients: HashMap<i64, Patient>,
         series: bool,
+        terms: bool,
     ) -> QueryResult<Filings> {
         Ok(Filings {
             patients,
@@ -168,15 +171,22 @@ impl Filings {
             } else {
                 HashMap::new()
             },
+            terms: if terms {
+                patients::terms_of(conn, &ids(rows, |i| i.patient_id))?
+            } else {
+                HashMap::new()
+            },
         })
     }
 
-    /// The redactor of an image's free text for researchers; `None` when it has no patient
-    /// or study.
-    pub fn redactor(&self, patient_id: Option<i64>, study_id: Option<i64>) -> Option<Redactor> {
-        let patient = patient_id.and_then(|id| self.patients.get(&id));
-        let study = study_id.and_then(|id| self.studies.get(&id));
-        redactor(patient, study)
+    /// The redactor of `image`'s free text for researchers: the identifiers its own file gave
+    /// and every identifier recorded for its patient; `None` when there are none.
+    pub fn redactor(&self, image: &Image) -> Option<Redactor> {
+        let mut terms: Vec<String> = image.own_terms().map(str::to_owned).collect();
+        if let Some(recorded) = image.patient_id.and_then(|id| self.terms.get(&id)) {
+            terms.extend(recorded.iter().cloned());
+        }
+        redactor(terms)
     }
 }
 
@@ -226,9 +236,18 @@ pub fn responses_with_patients(
             image
         })
         .collect();
-    let filings = Filings::load_with(conn, &rows, patients, whole_any)?;
     let ids: Vec<i64> = rows.iter().map(|i| i.id).collect();
     let mut assignments = images::assignments_of(conn, &ids)?;
+    // Identifiers are needed only for free text shown de-identified.
+    let redacting = rows.iter().any(|image| {
+        let whole =
+            policy::image_view(caller, Uploader::Id(image.uploaded_by)) == Some(ImageView::Full);
+        let noted = assignments
+            .get(&image.id)
+            .is_some_and(|a| a.iter().any(|a| a.note.is_some()));
+        !whole && (image.description.is_some() || noted)
+    });
+    let filings = Filings::load_with(conn, &rows, patients, whole_any, redacting)?;
     let mut people: Vec<i64> = rows.iter().map(|i| i.uploaded_by).collect();
     people.extend(assignments.values().flatten().map(|a| a.assigned_by));
     people.sort_unstable();
@@ -246,7 +265,7 @@ pub fn responses_with_patients(
             let redactor = if whole || !free_text {
                 None
             } else {
-                redactor(patient, study)
+                filings.redactor(&image)
             };
             ImageResponse {
                 id: image.uuid,

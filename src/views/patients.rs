@@ -285,66 +285,25 @@ pub fn subject_responses(
         .collect())
 }
 
-/// The identifiers of a patient (and the image's study) that free text shown to researchers
-/// is redacted of: each part of the name of two or more letters, the patient ID, the
-/// accession number, and the birth date as `YYYYMMDD`, `YYYY-MM-DD` and `DD/MM/YYYY`.
-pub fn identifiers(patient: Option<&Patient>, study: Option<&Study>) -> Vec<String> {
-    let mut terms = Vec::new();
-    if let Some(p) = patient {
-        terms.push(p.patient_id.clone());
-        if let Some(name) = &p.name {
-            for part in name.split(|c: char| c == '^' || c == '=' || c == ',' || c.is_whitespace())
-            {
-                let letters = |s: &str| s.chars().filter(|c| c.is_alphabetic()).count();
-                if letters(part) >= 2 {
-                    terms.push(part.to_owned());
-                }
-                // "Smith-Jones", "O'Brien": each piece on its own too.
-                let pieces: Vec<&str> = part.split(|c: char| !c.is_alphabetic()).collect();
-                if pieces.len() > 1 {
-                    terms.extend(
-                        pieces
-                            .into_iter()
-                            .filter(|s| letters(s) >= 2)
-                            .map(str::to_owned),
-                    );
-                }
-            }
-        }
-        if let Some(date) = &p.birth_date {
-            if let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
-                terms.push(d.format("%Y%m%d").to_string());
-                terms.push(d.format("%Y-%m-%d").to_string());
-                terms.push(d.format("%d/%m/%Y").to_string());
-            }
-        }
-    }
-    if let Some(accession) = study.and_then(|s| s.accession_number.as_ref()) {
-        terms.push(accession.clone());
-    }
-    terms
-}
-
-/// A redactor for an image of `patient` in `study`; `None` when nothing is known.
+/// A redactor for `terms` (see [`crate::text::identifier_terms`]); `None` when there are none.
 ///
-/// Compiling one costs far more than using it, and a patient's and a study's identifiers never
-/// change (the first file to name them sets them), so redactors are kept per (patient, study)
-/// public id, process-wide, up to [`REDACTOR_CACHE`] pairs (then the cache starts afresh).
-pub fn redactor(patient: Option<&Patient>, study: Option<&Study>) -> Option<Redactor> {
-    type Cache = Mutex<HashMap<(String, String), Option<Redactor>>>;
+/// Compiling one costs far more than using it, and the same patient's terms come back on every
+/// page, so redactors are kept per term set, process-wide, up to [`REDACTOR_CACHE`] sets (then
+/// the cache starts afresh).
+pub fn redactor(mut terms: Vec<String>) -> Option<Redactor> {
+    type Cache = Mutex<HashMap<String, Option<Redactor>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    if patient.is_none() && study.is_none() {
+    if terms.is_empty() {
         return None;
     }
-    let key = (
-        patient.map(|p| p.uuid.clone()).unwrap_or_default(),
-        study.map(|s| s.uuid.clone()).unwrap_or_default(),
-    );
+    terms.sort_unstable();
+    terms.dedup();
+    let key = terms.join("\n");
     let cache = CACHE.get_or_init(Default::default);
     if let Some(found) = cache.lock().get(&key) {
         return found.clone();
     }
-    let made = Redactor::new(identifiers(patient, study));
+    let made = Redactor::new(terms);
     let mut cache = cache.lock();
     if cache.len() >= REDACTOR_CACHE {
         cache.clear();
@@ -353,59 +312,5 @@ pub fn redactor(patient: Option<&Patient>, study: Option<&Study>) -> Option<Reda
     made
 }
 
-/// How many (patient, study) redactors are kept (each a few KiB).
+/// How many term sets' redactors are kept (each a few KiB).
 const REDACTOR_CACHE: usize = 4096;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_cover_name_parts_id_accession_and_birth_date_forms() {
-        let patient = Patient {
-            id: 1,
-            uuid: "p".into(),
-            issuer: "".into(),
-            patient_id: "PAT-7".into(),
-            name: Some("Smith-Jones^Anna^B^^Dr".into()),
-            birth_date: Some("1980-03-12".into()),
-            sex: None,
-            subject_id: "S-AAAAAAAAAAAAAAAA".into(),
-            created_at: NaiveDateTime::default(),
-        };
-        let study = Study {
-            id: 1,
-            uuid: "s".into(),
-            study_instance_uid: "1.2".into(),
-            patient_id: Some(1),
-            study_date: None,
-            accession_number: Some("ACC9".into()),
-            description: None,
-        };
-        let terms = identifiers(Some(&patient), Some(&study));
-        for t in [
-            "PAT-7",
-            "Smith-Jones",
-            "Smith",
-            "Jones",
-            "Anna",
-            "Dr",
-            "19800312",
-            "1980-03-12",
-            "12/03/1980",
-            "ACC9",
-        ] {
-            assert!(terms.iter().any(|x| x == t), "{t} in {terms:?}");
-        }
-        assert!(
-            !terms.iter().any(|x| x == "B"),
-            "one letter is not a name part"
-        );
-        let r = redactor(Some(&patient), Some(&study)).unwrap();
-        assert_eq!(
-            r.redact("Mrs anna smith, pat-7, b. 12/03/1980"),
-            "Mrs [redacted] [redacted], [redacted], b. [redacted]"
-        );
-        assert!(redactor(None, None).is_none());
-    }
-}

@@ -23,6 +23,14 @@ CREATE TABLE patients (
     UNIQUE (issuer, patient_id)
 );
 
+-- Every identifier any file (or upload form) gave for a patient: name parts, patient ID,
+-- birth date forms, accession numbers. Researchers' free text is redacted of all of them.
+CREATE TABLE patient_terms (
+    patient_id BIGINT NOT NULL REFERENCES patients (id),
+    term TEXT NOT NULL,
+    PRIMARY KEY (patient_id, term)
+);
+
 CREATE TABLE studies (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     uuid TEXT NOT NULL UNIQUE,
@@ -50,6 +58,9 @@ ALTER TABLE images ADD COLUMN sop_instance_uid TEXT;
 ALTER TABLE images ADD COLUMN modality TEXT;
 -- Burned In Annotation (0028,0301) is YES: the pixels may carry identifying text.
 ALTER TABLE images ADD COLUMN burned_in_annotation BOOLEAN NOT NULL DEFAULT FALSE;
+-- The identifiers its own file gave (one per line), redacted from researchers' free text even
+-- when the image has no patient (a DICOM without Patient ID still names one).
+ALTER TABLE images ADD COLUMN redaction_terms TEXT;
 
 -- One live image per SOP Instance UID (a retried upload finds it; a deleted one may be sent
 -- again).

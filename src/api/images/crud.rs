@@ -101,7 +101,8 @@ pub async fn list_images(
     }
     let mut filter = ImageFilter {
         content_type: query.content_type.clone(),
-        modality: query.modality.clone(),
+        // Modality is a CS value: upper case by definition (PS3.5 6.2).
+        modality: query.modality.as_deref().map(str::to_uppercase),
         created_after: query
             .created_after
             .as_deref()

@@ -79,9 +79,17 @@ pub async fn upload_image(
                 stored = Some((file, pending, filename));
             }
             "file" => return Err(ApiError::field("file", "send exactly one file")),
-            "description" => description = Some(text_part(&mut field, "description", 2000).await?),
-            "patient_id" => patient_id = Some(text_part(&mut field, "patient_id", 64).await?),
-            "issuer" => issuer = Some(text_part(&mut field, "issuer", 64).await?),
+            "description" | "patient_id" | "issuer" => {
+                let (slot, max) = match name.as_str() {
+                    "description" => (&mut description, 2000),
+                    "patient_id" => (&mut patient_id, 64),
+                    _ => (&mut issuer, 64),
+                };
+                if slot.is_some() {
+                    return Err(ApiError::field(&name, "send this part once"));
+                }
+                *slot = Some(text_part(&mut field, &name, max).await?);
+            }
             other => return Err(ApiError::field(
                 other,
                 "unknown part; send `file` and optionally `description`, `patient_id`, `issuer`",
@@ -169,15 +177,17 @@ fn form_patient(
 ) -> Result<Option<PatientFacts>, ApiError> {
     let clean = |v: Option<String>| v.map(|v| crate::text::nfc(v.trim()));
     let (patient_id, issuer) = (clean(patient_id), clean(issuer));
+    // As a DICOM LO value holds them (PS3.5 6.2), and without invisible characters, so two
+    // IDs that look the same are the same.
     for (field, value) in [("patient_id", &patient_id), ("issuer", &issuer)] {
-        if value
-            .as_deref()
-            .is_some_and(|v| v.chars().any(|c| c.is_control() || c == '\\'))
-        {
-            return Err(ApiError::field(
-                field,
-                "must not hold control characters or backslashes",
-            ));
+        let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if let Some(problem) = crate::text::name_problem(value) {
+            return Err(ApiError::field(field, problem));
+        }
+        if value.contains('\\') {
+            return Err(ApiError::field(field, "must not contain a backslash"));
         }
     }
     match patient_id.filter(|p| !p.is_empty()) {
