@@ -148,7 +148,7 @@ pub fn upload<'a>(
                 facts,
                 &key.subject_id(&facts.issuer, &facts.patient_id),
             )?;
-            patients::fill_in(conn, filed.id, facts)?;
+            patients::fill_in(conn, &filed, facts)?;
             patients::record_terms(conn, filed.id, &terms)?;
             Some(filed)
         }

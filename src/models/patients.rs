@@ -125,10 +125,22 @@ pub fn file_patient(
     find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
-/// Gives patient `id` the details of `facts` it lacks (a patient first named by an upload form
-/// has no name until a DICOM file gives one); details it has are kept.
-pub fn fill_in(conn: &mut DbConnection, id: i64, facts: &PatientFacts) -> QueryResult<()> {
-    let row = patients::table.filter(patients::id.eq(id));
+/// Gives `patient` the details of `facts` it lacks (a patient first named by an upload form
+/// has no name until a DICOM file gives one); details it has are kept. Writes only when
+/// something is missing.
+pub fn fill_in(
+    conn: &mut DbConnection,
+    patient: &Patient,
+    facts: &PatientFacts,
+) -> QueryResult<()> {
+    let missing = |have: &Option<String>, given: &Option<String>| have.is_none() && given.is_some();
+    if !missing(&patient.name, &facts.name)
+        && !missing(&patient.birth_date, &facts.birth_date)
+        && !missing(&patient.sex, &facts.sex)
+    {
+        return Ok(());
+    }
+    let row = patients::table.filter(patients::id.eq(patient.id));
     if let Some(name) = &facts.name {
         let search_key = format!(
             "{}\n{}",
@@ -152,9 +164,17 @@ pub fn fill_in(conn: &mut DbConnection, id: i64, facts: &PatientFacts) -> QueryR
     Ok(())
 }
 
-/// Records `terms` (identifiers some file gave) for patient `id`; known ones are skipped.
+/// Records `terms` (identifiers some file gave) for patient `id`; known ones are skipped (one
+/// read when all are known, as for every further file of a series).
 pub fn record_terms(conn: &mut DbConnection, id: i64, terms: &[String]) -> QueryResult<()> {
-    for term in terms {
+    if terms.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<String> = patient_terms::table
+        .filter(patient_terms::patient_id.eq(id))
+        .select(patient_terms::term)
+        .load(conn)?;
+    for term in terms.iter().filter(|t| !known.contains(t)) {
         insert_or_ignore!(
             conn,
             patient_terms::table,
