@@ -17,7 +17,8 @@ use crate::models::patients::{self, PatientFacts, StudyFacts};
 use crate::models::{labels, users};
 use crate::pseudonym::PseudonymKey;
 use crate::views::images::{
-    assignment_responses, find_visible, image_response, ImageResponse, LabelAssignmentResponse,
+    assignment_responses, find_visible, image_response, new_image_response, ImageResponse,
+    LabelAssignmentResponse,
 };
 
 /// The live image `uuid` if the caller may change it: invisible -> 404, visible but not
@@ -67,17 +68,6 @@ fn record_diagnosis(
     let image = images::find_live_image(conn, &image.uuid)?;
     recorded(conn, caller, change, image, Action::Update)?;
     Ok(())
-}
-
-/// Files an uploaded image (its bytes already stored under `new.object_key`).
-pub fn create(
-    conn: &mut DbConnection,
-    caller: &CurrentUser,
-    change: &Change,
-    new: NewImage<'_>,
-) -> Result<(ImageResponse, i32), ApiError> {
-    let image = images::insert_image(conn, new)?;
-    recorded(conn, caller, change, image, Action::Create)
 }
 
 /// What an upload turned out to be.
@@ -148,7 +138,7 @@ pub fn upload<'a>(
                 facts,
                 &key.subject_id(&facts.issuer, &facts.patient_id),
             )?;
-            patients::fill_in(conn, &filed, facts)?;
+            let filed = patients::fill_in(conn, filed, facts)?;
             patients::record_terms(conn, filed.id, &terms)?;
             Some(filed)
         }
@@ -160,11 +150,12 @@ pub fn upload<'a>(
         redaction_terms: (!terms.is_empty()).then(|| terms.join("\n")),
         ..Default::default()
     };
+    let (mut study, mut series_uid) = (None, None);
     if let Some(header) = header {
         filing.modality = header.modality.as_deref();
         filing.burned_in_annotation = header.burned_in_annotation;
         if let Some(uid) = &header.study_instance_uid {
-            let study = patients::file_study(
+            let filed = patients::file_study(
                 conn,
                 &StudyFacts {
                     study_instance_uid: uid.clone(),
@@ -176,26 +167,36 @@ pub fn upload<'a>(
             )?;
             // One study is one patient's (and a series one study's): a file that says
             // otherwise contradicts what is filed, and would show it the other's details.
-            if study.patient_id != filing.patient_id {
+            if filed.patient_id != filing.patient_id {
                 return Err(ApiError::Conflict(
                     "this file's Study Instance UID is filed under another patient".into(),
                 ));
             }
-            filing.study_id = Some(study.id);
+            filing.study_id = Some(filed.id);
             if let Some(series) = &header.series_instance_uid {
                 let (series_id, series_study) =
-                    patients::file_series(conn, series, study.id, header.modality.as_deref())?;
-                if series_study != study.id {
+                    patients::file_series(conn, series, filed.id, header.modality.as_deref())?;
+                if series_study != filed.id {
                     return Err(ApiError::Conflict(
                         "this file's Series Instance UID is filed under another study".into(),
                     ));
                 }
                 filing.series_id = Some(series_id);
+                series_uid = Some(series.clone());
             }
+            study = Some(filed);
         }
     }
     new.filing = filing;
-    let (response, version) = create(conn, caller, change, new)?;
+    let image = images::insert_image(conn, new)?;
+    let (response, version) = new_image_response(conn, caller, image, patient, study, series_uid)?;
+    change.record(
+        conn,
+        EntityType::Image,
+        &response.id,
+        Action::Create,
+        &response,
+    )?;
     Ok(Uploaded::Created(response, version))
 }
 

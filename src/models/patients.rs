@@ -127,18 +127,18 @@ pub fn file_patient(
 
 /// Gives `patient` the details of `facts` it lacks (a patient first named by an upload form
 /// has no name until a DICOM file gives one); details it has are kept. Writes only when
-/// something is missing.
+/// something is missing. Returns the patient as it is now.
 pub fn fill_in(
     conn: &mut DbConnection,
-    patient: &Patient,
+    patient: Patient,
     facts: &PatientFacts,
-) -> QueryResult<()> {
+) -> QueryResult<Patient> {
     let missing = |have: &Option<String>, given: &Option<String>| have.is_none() && given.is_some();
     if !missing(&patient.name, &facts.name)
         && !missing(&patient.birth_date, &facts.birth_date)
         && !missing(&patient.sex, &facts.sex)
     {
-        return Ok(());
+        return Ok(patient);
     }
     let row = patients::table.filter(patients::id.eq(patient.id));
     if let Some(name) = &facts.name {
@@ -161,7 +161,10 @@ pub fn fill_in(
             .set(patients::sex.eq(sex))
             .execute(conn)?;
     }
-    Ok(())
+    patients::table
+        .find(patient.id)
+        .select(Patient::as_select())
+        .first(conn)
 }
 
 /// Records `terms` (identifiers some file gave) for patient `id`; known ones are skipped (one

@@ -223,6 +223,38 @@ pub fn responses_with_patients(
     caller: &CurrentUser,
     rows: Vec<ImageWithPatient>,
 ) -> QueryResult<Vec<ImageResponse>> {
+    responses_filed(conn, caller, rows, None)
+}
+
+/// The response for an image just filed, whose patient, study and series UID the caller has
+/// at hand (the upload): three queries fewer inside the upload's write transaction.
+pub fn new_image_response(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    image: Image,
+    patient: Option<Patient>,
+    study: Option<Study>,
+    series_uid: Option<String>,
+) -> QueryResult<(ImageResponse, i32)> {
+    let version = image.version;
+    let filings = Filings {
+        patients: patient.iter().map(|p| (p.id, p.clone())).collect(),
+        studies: study.into_iter().map(|s| (s.id, s)).collect(),
+        series: image.series_id.zip(series_uid).into_iter().collect(),
+        terms: HashMap::new(),
+    };
+    let response = responses_filed(conn, caller, vec![(image, patient)], Some(filings))?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok((response, version))
+}
+
+fn responses_filed(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    rows: Vec<ImageWithPatient>,
+    known: Option<Filings>,
+) -> QueryResult<Vec<ImageResponse>> {
     let mut patients: HashMap<i64, Patient> = HashMap::new();
     let mut whole_any = false;
     let rows: Vec<Image> = rows
@@ -247,7 +279,11 @@ pub fn responses_with_patients(
             .is_some_and(|a| a.iter().any(|a| a.note.is_some()));
         !whole && (image.description.is_some() || noted)
     });
-    let filings = Filings::load_with(conn, &rows, patients, whole_any, redacting)?;
+    let filings = match known {
+        // Redacting needs the patient's recorded identifiers, which `known` does not hold.
+        Some(known) if !redacting => known,
+        _ => Filings::load_with(conn, &rows, patients, whole_any, redacting)?,
+    };
     let mut people: Vec<i64> = rows.iter().map(|i| i.uploaded_by).collect();
     people.extend(assignments.values().flatten().map(|a| a.assigned_by));
     people.sort_unstable();
