@@ -109,12 +109,16 @@ impl Redactor {
     }
 }
 
-/// Whether `c` belongs to a script written without spaces between words (Han, Hiragana,
-/// Katakana, Thai, Lao, Khmer, Myanmar), where word boundaries say nothing.
+/// Whether `c` belongs to a script whose names stand in text without word boundaries: written
+/// without spaces between words (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar), or with
+/// particles attached to the name (Hangul: `김민준님의`).
 fn unspaced_script(c: char) -> bool {
     matches!(c as u32,
         0x0E00..=0x0EFF          // Thai, Lao
         | 0x1000..=0x109F        // Myanmar
+        | 0x1100..=0x11FF        // Hangul Jamo
+        | 0x3130..=0x318F        // Hangul Compatibility Jamo
+        | 0xAC00..=0xD7AF        // Hangul syllables
         | 0x1780..=0x17FF        // Khmer
         | 0x3040..=0x30FF        // Hiragana, Katakana
         | 0x3400..=0x4DBF        // CJK Extension A
@@ -156,6 +160,16 @@ pub fn identifier_terms(
             );
         }
     }
+    // Names in scripts written without spaces stand whole in text (`王伟`, family name first):
+    // each name group's components joined are a term too, even when each part is one letter.
+    for group in name.unwrap_or_default().split('=') {
+        if group.chars().any(unspaced_script) {
+            let joined: String = group.split('^').collect();
+            if joined.chars().count() >= 2 {
+                terms.push(joined);
+            }
+        }
+    }
     if let Some(date) =
         birth_date.and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
     {
@@ -175,6 +189,11 @@ pub fn identifier_terms(
 /// same, and a name of them looks blank, so names refuse them.
 fn is_invisible(c: char) -> bool {
     CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+}
+
+/// Whether `text` holds a character that renders as nothing (see `is_invisible`).
+pub fn has_invisible(text: &str) -> bool {
+    text.chars().any(is_invisible)
 }
 
 /// Why a username is refused, as a field error message; `None` when it is acceptable.
@@ -266,6 +285,10 @@ mod tests {
             "[redacted] [redacted] [redacted] [redacted] [redacted] [redacted]太郎さん [redacted]"
         );
         assert_eq!(r.redact("Straussberg"), "Straussberg");
+        let cjk = Redactor::new(identifier_terms(Some("王^伟"), None, None, None)).unwrap();
+        assert_eq!(cjk.redact("王伟的胸部CT"), "[redacted]的胸部CT");
+        let korean = Redactor::new(identifier_terms(Some("김^민준"), None, None, None)).unwrap();
+        assert_eq!(korean.redact("김민준님의 CT"), "[redacted]님의 CT");
         let huge = Redactor::new(["x".repeat(200_000)]).unwrap();
         assert_eq!(huge.redact("anything at all"), REDACTED);
     }

@@ -165,13 +165,27 @@ pub fn upload<'a>(
                 },
                 filing.patient_id,
             )?;
-            // One study is one patient's (and a series one study's): a file that says
-            // otherwise contradicts what is filed, and would show it the other's details.
-            if filed.patient_id != filing.patient_id {
-                return Err(ApiError::Conflict(
-                    "this file's Study Instance UID is filed under another patient".into(),
-                ));
-            }
+            // One study is one patient's (and a series one study's): a file that names
+            // another patient contradicts what is filed, and would show it the other's
+            // details. A file without Patient ID joins the study as it is (API.md); a study
+            // filed without a patient takes the first patient a file of it names.
+            let filed = match (filed.patient_id, filing.patient_id) {
+                (Some(filed_under), Some(named)) if filed_under != named => {
+                    return Err(ApiError::Conflict(
+                        "this file's Study Instance UID is filed under another patient".into(),
+                    ));
+                }
+                (None, Some(named)) => {
+                    let adopted = patients::adopt_study(conn, filed, named)?;
+                    if adopted.patient_id != Some(named) {
+                        return Err(ApiError::Conflict(
+                            "this file's Study Instance UID is filed under another patient".into(),
+                        ));
+                    }
+                    adopted
+                }
+                _ => filed,
+            };
             filing.study_id = Some(filed.id);
             if let Some(series) = &header.series_instance_uid {
                 let (series_id, series_study) =

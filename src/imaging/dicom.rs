@@ -5,7 +5,7 @@
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
-use dicom_object::OpenFileOptions;
+use dicom_object::{InMemDicomObject, OpenFileOptions};
 
 use super::Dimensions;
 
@@ -48,17 +48,26 @@ pub struct DicomHeader {
 /// Pixel Data must begin inside it (else attributes after it would go unread). `Err` when it
 /// cannot be parsed, or a value the image is filed by breaks its VR's rules (PS3.5 6.2).
 pub fn read_header(head: &[u8], complete: bool) -> Result<DicomHeader, String> {
-    if !complete && !reaches_pixel_data(head) {
-        return Err(format!(
-            "the header before Pixel Data is longer than {} bytes",
-            head.len()
-        ));
+    let open = |bytes: &[u8]| {
+        OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Always)
+            .read_until(tags::PIXEL_DATA)
+            .from_reader(bytes)
+    };
+    let object = open(head).map_err(|e| format!("the header cannot be read ({e})"))?;
+    if !complete {
+        // `head` is the start of a longer file, and a read that runs out of bytes at an
+        // element's end stops as quietly as one that meets Pixel Data. Read again without the
+        // last bytes: only a read that stopped at Pixel Data finds the same elements.
+        let shorter = &head[..head.len().saturating_sub(16)];
+        let same = open(shorter).is_ok_and(|o| element_count(&o) == element_count(&object));
+        if !same {
+            return Err(format!(
+                "the header before Pixel Data is longer than {} bytes",
+                head.len()
+            ));
+        }
     }
-    let object = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(head)
-        .map_err(|e| format!("the header cannot be read ({e})"))?;
     let number = |tag| {
         object
             .element_opt(tag)
@@ -100,10 +109,17 @@ pub fn read_header(head: &[u8], complete: bool) -> Result<DicomHeader, String> {
     Ok(header)
 }
 
-/// Whether the Pixel Data tag (7FE0,0010) appears in `head`, in either byte order.
-fn reaches_pixel_data(head: &[u8]) -> bool {
-    head.windows(4)
-        .any(|w| w == [0xE0, 0x7F, 0x10, 0x00] || w == [0x7F, 0xE0, 0x00, 0x10])
+/// How many elements `object` holds, those inside sequence items included.
+fn element_count(object: &InMemDicomObject) -> usize {
+    object
+        .iter()
+        .map(|e| {
+            1 + e
+                .value()
+                .items()
+                .map_or(0, |items| items.iter().map(element_count).sum())
+        })
+        .sum()
 }
 
 /// The values medlabel files by, against their VR's length and character rules (PS3.5
@@ -169,7 +185,11 @@ fn check_values(h: &DicomHeader) -> Result<(), String> {
         }
         let bad = match kind {
             Kind::Uid => !value.chars().all(|c| c.is_ascii_digit() || c == '.'),
-            Kind::Name => value.chars().any(|c| c.is_control() && c != '\u{1b}'),
+            Kind::Name => {
+                value.split('=').any(|group| group.chars().count() > 64)
+                    || value.chars().any(|c| c.is_control() && c != '\u{1b}')
+                    || crate::text::has_invisible(value)
+            }
             Kind::Text => value.chars().any(char::is_control),
             Kind::Id => crate::text::name_problem(value).is_some(),
         };
@@ -328,6 +348,8 @@ mod tests {
         // A head cut before Pixel Data, of a longer file, is refused.
         let before_pixels = &file[..200];
         assert!(read_header(before_pixels, false).is_err());
+        // A longer file's head that reaches Pixel Data reads.
+        assert!(read_header(&file[..file.len() - 4], false).is_ok());
     }
 
     #[test]
@@ -345,6 +367,8 @@ mod tests {
             ),
             (tags::MODALITY, VR::CS, "M".repeat(17)),
             (tags::PATIENT_NAME, VR::PN, "N".repeat(300)),
+            (tags::PATIENT_NAME, VR::PN, format!("{}^A", "N".repeat(70))),
+            (tags::PATIENT_NAME, VR::PN, "Mül\u{200B}ler^Anna".to_owned()),
         ] {
             let utf8 = (
                 tags::SPECIFIC_CHARACTER_SET,

@@ -238,6 +238,22 @@ pub fn file_study(
     find(conn)?.ok_or(diesel::result::Error::NotFound)
 }
 
+/// Files `study`, filed without a patient, under `patient` (unless another upload did first);
+/// returns it as it is now.
+pub fn adopt_study(conn: &mut DbConnection, study: Study, patient: i64) -> QueryResult<Study> {
+    diesel::update(
+        studies::table
+            .filter(studies::id.eq(study.id))
+            .filter(studies::patient_id.is_null()),
+    )
+    .set(studies::patient_id.eq(patient))
+    .execute(conn)?;
+    studies::table
+        .find(study.id)
+        .select(Study::as_select())
+        .first(conn)
+}
+
 /// The internal id of series `series_instance_uid` and of its study, filed now (in `study`)
 /// if new.
 pub fn file_series(

@@ -801,5 +801,55 @@ async fn files_that_contradict_what_is_filed_or_break_their_vr_are_refused() {
         .upload(&long_header, "big.dcm", None)
         .await
         .problem(422);
+    // The same, ending exactly at the first MiB and holding the Pixel Data tag's bytes in its
+    // value: a read of the first MiB ends quietly there, and must not pass for a whole header.
+    let probe = dicom_of(
+        &JANE,
+        "9",
+        &[
+            (Tag(0x0009, 0x0010), VR::LO, "ACME".to_owned()),
+            (
+                Tag(0x0009, 0x1001),
+                VR::UN,
+                format!("MARK{}", "x".repeat(1000)),
+            ),
+        ],
+    );
+    let value_start = probe.windows(4).position(|w| w == b"MARK").unwrap();
+    let mut exact = dicom_of(
+        &JANE,
+        "9",
+        &[
+            (Tag(0x0009, 0x0010), VR::LO, "ACME".to_owned()),
+            (
+                Tag(0x0009, 0x1001),
+                VR::UN,
+                "x".repeat((1 << 20) - value_start),
+            ),
+        ],
+    );
+    assert_eq!(
+        &exact[(1 << 20) - 2..1 << 20],
+        b"xx",
+        "the value ends at 1 MiB"
+    );
+    assert_ne!(&exact[1 << 20..(1 << 20) + 2], b"xx");
+    exact[value_start + 8..value_start + 12].copy_from_slice(&[0xE0, 0x7F, 0x10, 0x00]);
+    let res = owner.upload(&exact, "exact.dcm", None).await;
+    res.problem(422);
     assert_eq!(app.stored_objects().await, before, "nothing stored");
+
+    // A DICOM without Patient ID joins the study as it is; a study filed without a patient
+    // takes the first patient a file of it names.
+    let nameless = dicom_of(&JANE, "1", &[(tags::PATIENT_ID, VR::LO, String::new())]);
+    let joined = upload_ok(&owner, &nameless, None).await;
+    assert_eq!(joined["patient"], Value::Null);
+    assert_eq!(joined["study"]["study_instance_uid"], "1.2.826.0.1.1");
+    let first = dicom_of(&OMAR, "5", &[(tags::PATIENT_ID, VR::LO, String::new())]);
+    let unowned = upload_ok(&owner, &first, None).await;
+    let named = upload_ok(&owner, &dicom_of(&OMAR, "5", &[]), None).await;
+    assert_eq!(named["study"]["id"], unowned["study"]["id"]);
+    let patient = named["patient"]["id"].as_str().unwrap();
+    let listed = owner.get(&format!("/api/v1/patients/{patient}")).await;
+    assert_eq!(listed.body["studies"].as_array().unwrap().len(), 1);
 }
