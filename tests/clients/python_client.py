@@ -17,6 +17,7 @@ from medlabel_client.api.events import list_events
 from medlabel_client.api.history import list_image_history
 from medlabel_client.api.images import download_image, get_image, list_images, upload_image
 from medlabel_client.api.labels import create_label
+from medlabel_client.api.patients import list_patients, list_subjects
 from medlabel_client.api.service import health
 from medlabel_client.models import (
     AssignLabelRequest,
@@ -85,14 +86,19 @@ def main() -> None:
 
     history = expect(list_image_history.sync_detailed(id=image.id, client=client), 200)
     assert [e.action for e in history.items] == ["create", "update"], [e.action for e in history.items]
-    assert all(e.entity_id == image.id and e.schema_version == 1 for e in history.items)
+    # Image snapshots are at schema version 2 (issue 12: patient, study and series fields).
+    assert all(e.entity_id == image.id and e.schema_version == 2 for e in history.items)
     assert history.items[1].snapshot.additional_properties["labels"][0]["label"]["id"] == label.id
+
+    patients = expect(list_patients.sync_detailed(client=client, limit=5), 200)
+    subjects = expect(list_subjects.sync_detailed(client=client, limit=5), 200)
+    assert isinstance(patients.items, list) and isinstance(subjects.items, list)
 
     events = list_events.sync_detailed(client=client, limit=5)
     assert events.status_code == 200, events.content[:300]
     assert len(events.parsed.items) == 5 and events.parsed.next_cursor
     assert all(e.method and e.path.startswith("/api/v1/") and e.status for e in events.parsed.items)
-    print("generated Python client: 12 calls answered and parsed")
+    print("generated Python client: 14 calls answered and parsed")
 
 
 if __name__ == "__main__":
