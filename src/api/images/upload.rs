@@ -62,39 +62,54 @@ pub async fn upload_image(
     let mut patient_id: Option<String> = None;
     let mut issuer: Option<String> = None;
     let mut stored = None;
-    while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(|e| {
-            ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
-        })?;
-        let name = field.name().unwrap_or_default().to_owned();
-        match name.as_str() {
-            "file" if stored.is_none() => {
-                let filename = field
-                    .content_disposition()
-                    .and_then(|cd| cd.get_filename())
-                    .and_then(sanitise_filename);
-                let key = Storage::new_image_key();
-                let (file, pending) =
-                    store_file_part(state.storage.store().clone(), key, &mut field, max).await?;
-                stored = Some((file, pending, filename));
-            }
-            "file" => return Err(ApiError::field("file", "send exactly one file")),
-            "description" | "patient_id" | "issuer" => {
-                let (slot, max) = match name.as_str() {
-                    "description" => (&mut description, 2000),
-                    "patient_id" => (&mut patient_id, 64),
-                    _ => (&mut issuer, 64),
-                };
-                if slot.is_some() {
-                    return Err(ApiError::field(&name, "send this part once"));
+    // A part refused after the file was stored removes the file before the answer (not later,
+    // from a background task), so a refused upload has left nothing stored when it answers.
+    let parts: Result<(), ApiError> = async {
+        while let Some(field) = multipart.next().await {
+            let mut field = field.map_err(|e| {
+                ApiError::BadRequest(format!("the multipart body could not be read: {e}"))
+            })?;
+            let name = field.name().unwrap_or_default().to_owned();
+            match name.as_str() {
+                "file" if stored.is_none() => {
+                    let filename = field
+                        .content_disposition()
+                        .and_then(|cd| cd.get_filename())
+                        .and_then(sanitise_filename);
+                    let key = Storage::new_image_key();
+                    let (file, pending) =
+                        store_file_part(state.storage.store().clone(), key, &mut field, max)
+                            .await?;
+                    stored = Some((file, pending, filename));
                 }
-                *slot = Some(text_part(&mut field, &name, max).await?);
+                "file" => return Err(ApiError::field("file", "send exactly one file")),
+                "description" | "patient_id" | "issuer" => {
+                    let (slot, max) = match name.as_str() {
+                        "description" => (&mut description, 2000),
+                        "patient_id" => (&mut patient_id, 64),
+                        _ => (&mut issuer, 64),
+                    };
+                    if slot.is_some() {
+                        return Err(ApiError::field(&name, "send this part once"));
+                    }
+                    *slot = Some(text_part(&mut field, &name, max).await?);
+                }
+                other => {
+                    return Err(ApiError::field(
+                        other,
+                        "unknown part; send `file` and optionally `description`, `patient_id`, `issuer`",
+                    ))
+                }
             }
-            other => return Err(ApiError::field(
-                other,
-                "unknown part; send `file` and optionally `description`, `patient_id`, `issuer`",
-            )),
         }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = parts {
+        if let Some((_, pending, _)) = stored {
+            pending.discard().await;
+        }
+        return Err(err);
     }
     let Some((file, pending, filename)) = stored else {
         return Err(ApiError::field("file", "a `file` part is required"));
