@@ -255,13 +255,13 @@ fn responses_filed(
     rows: Vec<ImageWithPatient>,
     known: Option<Filings>,
 ) -> QueryResult<Vec<ImageResponse>> {
+    let whole = |image: &Image| {
+        policy::image_view(caller, Uploader::Id(image.uploaded_by)) == Some(ImageView::Full)
+    };
     let mut patients: HashMap<i64, Patient> = HashMap::new();
-    let mut whole_any = false;
     let rows: Vec<Image> = rows
         .into_iter()
         .map(|(image, patient)| {
-            whole_any |= policy::image_view(caller, Uploader::Id(image.uploaded_by))
-                == Some(ImageView::Full);
             if let Some(p) = patient {
                 patients.insert(p.id, p);
             }
@@ -270,15 +270,15 @@ fn responses_filed(
         .collect();
     let ids: Vec<i64> = rows.iter().map(|i| i.id).collect();
     let mut assignments = images::assignments_of(conn, &ids)?;
+    // What free text an image has: its description, or a note on one of its labels.
+    let has_free_text = |image: &Image, labels: Option<&Vec<Assignment>>| {
+        image.description.is_some() || labels.is_some_and(|a| a.iter().any(|a| a.note.is_some()))
+    };
+    let whole_any = rows.iter().any(whole);
     // Identifiers are needed only for free text shown de-identified.
-    let redacting = rows.iter().any(|image| {
-        let whole =
-            policy::image_view(caller, Uploader::Id(image.uploaded_by)) == Some(ImageView::Full);
-        let noted = assignments
-            .get(&image.id)
-            .is_some_and(|a| a.iter().any(|a| a.note.is_some()));
-        !whole && (image.description.is_some() || noted)
-    });
+    let redacting = rows
+        .iter()
+        .any(|image| !whole(image) && has_free_text(image, assignments.get(&image.id)));
     let filings = match known {
         // Redacting needs the patient's recorded identifiers, which `known` does not hold.
         Some(known) if !redacting => known,
@@ -292,13 +292,11 @@ fn responses_filed(
     Ok(rows
         .into_iter()
         .map(|image| {
-            let whole = policy::image_view(caller, Uploader::Id(image.uploaded_by))
-                == Some(ImageView::Full);
+            let whole = whole(&image);
             let labels = assignments.remove(&image.id).unwrap_or_default();
             let patient = image.patient_id.and_then(|id| filings.patients.get(&id));
             let study = image.study_id.and_then(|id| filings.studies.get(&id));
-            let free_text = image.description.is_some() || labels.iter().any(|a| a.note.is_some());
-            let redactor = if whole || !free_text {
+            let redactor = if whole || !has_free_text(&image, Some(&labels)) {
                 None
             } else {
                 filings.redactor(&image)
