@@ -175,7 +175,7 @@ pub async fn create_dummy_data(
             let (kind, bytes, width, height, study) = random_image(&mut rng, &patients)?;
             let header = match kind {
                 ImageKind::Dicom => Some(
-                    crate::imaging::dicom::read_header(&bytes, true)
+                    crate::imaging::dicom::read_header(&bytes)
                         .map_err(|e| anyhow::anyhow!("a generated DICOM does not read: {e}"))?,
                 ),
                 _ => None,

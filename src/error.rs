@@ -152,8 +152,13 @@ impl From<crate::storage::upload::UploadError> for ApiError {
             UploadError::Unreadable(_) => ApiError::BadRequest(err.to_string()),
             UploadError::TooLarge(_) => ApiError::PayloadTooLarge(err.to_string()),
             UploadError::Empty => ApiError::field("file", err.to_string()),
-            UploadError::Image(ImageError::Unsupported) => {
-                ApiError::UnsupportedMediaType(err.to_string())
+            UploadError::Image(
+                ImageError::Unsupported
+                | ImageError::NotAnImage(_)
+                | ImageError::UnsupportedEncoding(_),
+            ) => ApiError::UnsupportedMediaType(err.to_string()),
+            UploadError::Image(ImageError::HeaderTooLarge(_)) => {
+                ApiError::PayloadTooLarge(err.to_string())
             }
             UploadError::Image(other) => ApiError::field("file", other.to_string()),
             UploadError::Store(err) => err.into(),
@@ -165,7 +170,10 @@ impl From<crate::storage::deidentified::CopyError> for ApiError {
     fn from(err: crate::storage::deidentified::CopyError) -> Self {
         use crate::storage::deidentified::CopyError;
         match err {
-            CopyError::Store(err) => err.into(),
+            CopyError::Store(err) => {
+                tracing::error!(error = %err, "object storage failed");
+                ApiError::Unavailable("the image storage is unavailable".into())
+            }
             other => ApiError::internal(other),
         }
     }

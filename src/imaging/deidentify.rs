@@ -1,227 +1,302 @@
-//! De-identified copies for researchers.
-//!
-//! - DICOM: the Basic Application Level Confidentiality Profile (PS3.15 2023b, Annex E) as it
-//!   applies to a single file: the identifying attributes below are removed or emptied, every
-//!   private (odd-group) attribute is removed, and Patient Identity Removed (0012,0062) = `YES`
-//!   with De-identification Method (0012,0063) naming the profile.
-//! - PNG: text and metadata chunks (`tEXt`, `zTXt`, `iTXt`, `eXIf`, `tIME`) are dropped.
-//! - JPEG: APP1 (EXIF, XMP), APP13 (IPTC/Photoshop) and COM segments are dropped; APP0 (JFIF),
-//!   APP2 (ICC colour profile) and APP14 (Adobe colour transform) are kept, and the scan data
-//!   is copied unchanged.
+//! De-identified copies for researchers, made while the original streams (API.md
+//! "De-identification"), and the structural checks uploads pass through, which are the same
+//! walks writing nowhere:
+//! - DICOM: [`super::confidentiality`] (PS3.15 Annex E, table-driven).
+//! - PNG (ISO/IEC 15948, PNG 3rd edition section 5): every chunk's length and CRC-32 is
+//!   checked; only the chunks needed to render are kept (`IHDR`, `PLTE`, `tRNS`, `gAMA`,
+//!   `cHRM`, `sRGB`, `iCCP` with its profile name replaced by a fixed one, `sBIT`, `pHYs`,
+//!   `IDAT`, `IEND`); nothing after `IEND`.
+//! - JPEG (ITU-T T.81 Annex B): the marker structure is followed through the first `EOI`,
+//!   scans included; only `SOI`, `APP0` JFIF without a thumbnail, `APP2` ICC profile, `APP14`
+//!   Adobe, `DQT`, `DHT`, `DAC`, `DRI`, `DNL`, `SOFn`, `SOS` with its scan data and `EOI` are
+//!   kept, wherever they occur; nothing after the first `EOI`.
 
-use dicom_core::{Tag, VR};
-use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
-use dicom_object::OpenFileOptions;
+use std::io::{self, BufRead, BufReader, Read, Write};
 
-use super::ImageKind;
+use super::confidentiality::{self, Profile};
+use super::{Dimensions, ImageError, ImageKind};
 
-/// Attributes the profile removes ("X") or empties ("Z"/"D" where emptiness is valid).
-const DICOM_REMOVE: &[Tag] = &[
-    tags::PATIENT_NAME,
-    tags::PATIENT_ID,
-    tags::PATIENT_BIRTH_DATE,
-    tags::PATIENT_BIRTH_TIME,
-    tags::PATIENT_SEX,
-    tags::PATIENT_AGE,
-    tags::PATIENT_SIZE,
-    tags::PATIENT_WEIGHT,
-    tags::PATIENT_ADDRESS,
-    tags::PATIENT_TELEPHONE_NUMBERS,
-    tags::PATIENT_MOTHER_BIRTH_NAME,
-    Tag(0x0010, 0x1000), // Other Patient IDs (retired, still identifying)
-    tags::OTHER_PATIENT_NAMES,
-    tags::OTHER_PATIENT_I_DS_SEQUENCE,
-    tags::PATIENT_BIRTH_NAME,
-    Tag(0x0010, 0x1090), // Medical Record Locator (retired)
-    Tag(0x0010, 0x2160), // Ethnic Group (retired)
-    tags::OCCUPATION,
-    tags::ADDITIONAL_PATIENT_HISTORY,
-    tags::PATIENT_COMMENTS,
-    tags::MILITARY_RANK,
-    tags::BRANCH_OF_SERVICE,
-    tags::COUNTRY_OF_RESIDENCE,
-    tags::REGION_OF_RESIDENCE,
-    tags::ISSUER_OF_PATIENT_ID,
-    tags::ACCESSION_NUMBER,
-    tags::INSTITUTION_NAME,
-    tags::INSTITUTION_ADDRESS,
-    tags::INSTITUTIONAL_DEPARTMENT_NAME,
-    tags::STATION_NAME,
-    tags::REFERRING_PHYSICIAN_NAME,
-    tags::REFERRING_PHYSICIAN_ADDRESS,
-    tags::REFERRING_PHYSICIAN_TELEPHONE_NUMBERS,
-    tags::PERFORMING_PHYSICIAN_NAME,
-    tags::NAME_OF_PHYSICIANS_READING_STUDY,
-    tags::PHYSICIANS_OF_RECORD,
-    tags::OPERATORS_NAME,
-    tags::REQUESTING_PHYSICIAN,
-    tags::STUDY_DESCRIPTION,
-    tags::SERIES_DESCRIPTION,
-    tags::STUDY_ID,
-    tags::REQUEST_ATTRIBUTES_SEQUENCE,
-    tags::DEVICE_SERIAL_NUMBER,
-    tags::PROTOCOL_NAME,
-    tags::IMAGE_COMMENTS,
-    tags::DERIVATION_DESCRIPTION,
-    tags::ADMITTING_DIAGNOSES_DESCRIPTION,
-    tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION,
-    tags::PERFORMED_PROCEDURE_STEP_ID,
-    tags::SCHEDULED_PROCEDURE_STEP_DESCRIPTION,
-    tags::REQUESTED_PROCEDURE_DESCRIPTION,
-    tags::CONTENT_CREATOR_NAME,
-];
-
-/// Makes a researcher's copy of a stored file.
-pub fn deidentify(kind: ImageKind, bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Makes a researcher's copy of a `kind` file read from `input` into `output`. Errors mean
+/// the copy is unusable and must not be served.
+pub fn deidentify<R: Read, W: Write>(
+    kind: ImageKind,
+    input: R,
+    output: W,
+    profile: &Profile<'_>,
+) -> Result<(), String> {
     match kind {
-        ImageKind::Dicom => deidentify_dicom(bytes),
-        ImageKind::Png => strip_png(bytes),
-        ImageKind::Jpeg => strip_jpeg(bytes),
+        ImageKind::Dicom => confidentiality::deidentify_dicom(input, output, profile, &[])
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        ImageKind::Png => png(input, output).map(|_| ()).map_err(|e| e.to_string()),
+        ImageKind::Jpeg => jpeg(input, output).map(|_| ()).map_err(|e| e.to_string()),
     }
 }
 
-fn deidentify_dicom(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let mut object = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .from_reader(bytes)
-        .map_err(|e| format!("reading DICOM: {e}"))?;
-    for tag in DICOM_REMOVE {
-        object.remove_element(*tag);
-    }
-    let private: Vec<Tag> = object.tags().filter(|t| t.group() % 2 == 1).collect();
-    for tag in private {
-        object.remove_element(tag);
-    }
-    object.put_str(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES");
-    object.put_str(
-        tags::DEIDENTIFICATION_METHOD,
-        VR::LO,
-        "PS3.15 Basic Application Level Confidentiality Profile",
-    );
-    let mut out = Vec::with_capacity(bytes.len());
-    object
-        .write_all(&mut out)
-        .map_err(|e| format!("writing DICOM: {e}"))?;
-    Ok(out)
+const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
+/// The chunks a PNG needs to render (API.md).
+const PNG_KEEP: [&[u8; 4]; 11] = [
+    b"IHDR", b"PLTE", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs", b"IDAT",
+    b"IEND",
+];
+/// The profile name every kept `iCCP` chunk gets (the original is free text).
+const ICC_PROFILE_NAME: &[u8] = b"ICC profile";
+/// The largest `iCCP` chunk accepted (it is read into memory to rename the profile).
+const MAX_ICCP_BYTES: u32 = 16 << 20;
+
+fn corrupt(kind: &'static str, message: impl Into<String>) -> ImageError {
+    ImageError::Corrupt(kind, message.into())
 }
 
-/// A PNG with only the chunks needed to render it (API.md): `IHDR`, `PLTE`, `tRNS`, `gAMA`,
-/// `cHRM`, `sRGB`, `iCCP`, `sBIT`, `pHYs`, `IDAT`, `IEND`; nothing after `IEND`.
-fn strip_png(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    const KEEP: [&[u8; 4]; 11] = [
-        b"IHDR", b"PLTE", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs", b"IDAT",
-        b"IEND",
-    ];
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(bytes.get(..8).ok_or("PNG too short")?);
-    let mut at = 8;
+fn io_error(kind: &'static str) -> impl Fn(io::Error) -> ImageError {
+    move |e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => corrupt(kind, "it ends early"),
+        _ => corrupt(kind, format!("it cannot be read ({e})")),
+    }
+}
+
+/// Walks a PNG from `input`, writing the chunks that render to `output`; its dimensions.
+/// Errors: a chunk whose length runs past the end, a bad CRC, a first chunk other than a
+/// 13-byte `IHDR`, no `IDAT`, no `IEND`.
+pub fn png<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, ImageError> {
+    let io = io_error("PNG");
+    let mut input = BufReader::with_capacity(64 << 10, input);
+    let mut signature = [0u8; 8];
+    input.read_exact(&mut signature).map_err(&io)?;
+    if &signature != PNG_SIGNATURE {
+        return Err(corrupt("PNG", "no PNG signature"));
+    }
+    output.write_all(PNG_SIGNATURE).map_err(&io)?;
+    let mut dimensions = None;
+    let mut idat = false;
     loop {
-        let header = bytes.get(at..at + 8).ok_or("truncated PNG chunk header")?;
-        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let end = at + 12 + length;
-        let chunk = bytes.get(at..end).ok_or("truncated PNG chunk")?;
-        let kind = &header[4..8];
-        if KEEP.iter().any(|k| kind == *k) {
-            out.extend_from_slice(chunk);
+        let mut header = [0u8; 8];
+        input.read_exact(&mut header).map_err(&io)?;
+        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let kind: [u8; 4] = [header[4], header[5], header[6], header[7]];
+        if length > i32::MAX as u32 || !kind.iter().all(u8::is_ascii_alphabetic) {
+            return Err(corrupt("PNG", "a chunk header is malformed"));
         }
-        if kind == b"IEND" {
-            return Ok(out);
+        if dimensions.is_none() && &kind != b"IHDR" {
+            return Err(corrupt("PNG", "the first chunk is not IHDR"));
         }
-        at = end;
-    }
-}
-
-/// A JPEG with only the segments needed to render it (API.md; ITU-T T.81 annex B): `SOI`,
-/// `APP0` JFIF without its thumbnail, `APP2` ICC profile, `APP14` Adobe (its 12 bytes), `DQT`,
-/// `DHT`, `DRI`, `DAC`, `DNL`, `SOFn`, `SOS` with its scan data, `EOI`, wherever they occur (between
-/// the scans of a progressive image too); nothing after the first `EOI`. A second `SOI`, or
-/// a marker where one must be, is refused (the copy is not made) rather than guessed at.
-fn strip_jpeg(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(bytes.len());
-    if bytes.get(..2) != Some(&[0xFF, 0xD8]) {
-        return Err("JPEG must start with SOI".into());
-    }
-    out.extend_from_slice(&[0xFF, 0xD8]);
-    let mut at = 2;
-    loop {
-        let marker = bytes.get(at..at + 2).ok_or("truncated JPEG marker")?;
-        if marker[0] != 0xFF {
-            return Err("JPEG marker expected".into());
+        let keep = PNG_KEEP.contains(&&kind);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&kind);
+        if &kind == b"IHDR" || &kind == b"iCCP" {
+            if (&kind == b"IHDR" && (length != 13 || dimensions.is_some()))
+                || length > MAX_ICCP_BYTES
+            {
+                return Err(corrupt("PNG", "an IHDR or iCCP chunk is malformed"));
+            }
+            let mut data = vec![0u8; length as usize];
+            input.read_exact(&mut data).map_err(&io)?;
+            crc.update(&data);
+            check_crc(&mut input, crc)?;
+            if &kind == b"IHDR" {
+                let width = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                let height = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                dimensions = Some(Dimensions {
+                    width: Some(width),
+                    height: Some(height),
+                });
+            } else {
+                // Profile name (1-79 bytes), NUL, compression method, compressed profile.
+                let name_end = data
+                    .iter()
+                    .position(|b| *b == 0)
+                    .filter(|at| (1..=79).contains(at))
+                    .ok_or_else(|| corrupt("PNG", "the iCCP profile name is malformed"))?;
+                data.splice(..name_end, ICC_PROFILE_NAME.iter().copied());
+            }
+            write_chunk(&mut output, &kind, &data).map_err(&io)?;
+        } else {
+            if keep {
+                output.write_all(&header).map_err(&io)?;
+            }
+            let mut left = u64::from(length);
+            while left > 0 {
+                let block = input.fill_buf().map_err(&io)?;
+                if block.is_empty() {
+                    return Err(corrupt("PNG", "a chunk runs past the end of the file"));
+                }
+                let n = block.len().min(left as usize);
+                crc.update(&block[..n]);
+                if keep {
+                    output.write_all(&block[..n]).map_err(&io)?;
+                }
+                input.consume(n);
+                left -= n as u64;
+            }
+            let stored = check_crc(&mut input, crc)?;
+            if keep {
+                output.write_all(&stored).map_err(&io)?;
+            }
         }
-        let kind = marker[1];
-        match kind {
-            0xFF => {
-                at += 1; // fill byte
-                continue;
-            }
-            0xD9 => {
-                out.extend_from_slice(marker);
-                return Ok(out);
-            }
-            0xD8 => return Err("a second SOI inside the JPEG".into()),
-            // TEM and RSTn have no length; outside a scan they carry nothing.
-            0x01 | 0xD0..=0xD7 => {
-                at += 2;
-                continue;
-            }
+        match &kind {
+            b"IDAT" => idat = true,
+            b"IEND" if !idat => return Err(corrupt("PNG", "it has no IDAT chunk")),
+            b"IEND" => break,
             _ => {}
         }
-        let len_bytes = bytes.get(at + 2..at + 4).ok_or("truncated JPEG segment")?;
-        let length = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
-        if length < 2 {
-            return Err("JPEG segment length below 2".into());
-        }
-        let end = at + 2 + length;
-        let segment = bytes.get(at..end).ok_or("truncated JPEG segment")?;
-        let data = &segment[4..];
-        match kind {
-            // SOFn (not DHT C4, JPG C8, DAC CC), DHT, DAC, DQT, DNL, DRI.
-            0xC0..=0xCF | 0xDB | 0xDC | 0xDD => out.extend_from_slice(segment),
-            // JFIF: version, units and densities; the thumbnail dimensions set to 0 and the
-            // thumbnail itself dropped.
-            0xE0 if data.starts_with(b"JFIF\0") && data.len() >= 14 => {
-                out.extend_from_slice(&[0xFF, 0xE0, 0x00, 0x10]);
-                out.extend_from_slice(&data[..12]);
-                out.extend_from_slice(&[0, 0]);
+    }
+    output.flush().map_err(&io)?;
+    Ok(dimensions.unwrap_or_default())
+}
+
+/// Reads a chunk's stored CRC and compares it with the computed one.
+fn check_crc<R: Read>(input: &mut R, crc: crc32fast::Hasher) -> Result<[u8; 4], ImageError> {
+    let mut stored = [0u8; 4];
+    input.read_exact(&mut stored).map_err(io_error("PNG"))?;
+    if u32::from_be_bytes(stored) != crc.finalize() {
+        return Err(corrupt("PNG", "a chunk's CRC does not match its bytes"));
+    }
+    Ok(stored)
+}
+
+fn write_chunk<W: Write>(output: &mut W, kind: &[u8; 4], data: &[u8]) -> io::Result<()> {
+    let length = u32::try_from(data.len()).map_err(io::Error::other)?;
+    output.write_all(&length.to_be_bytes())?;
+    output.write_all(kind)?;
+    output.write_all(data)?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(kind);
+    crc.update(data);
+    output.write_all(&crc.finalize().to_be_bytes())
+}
+
+fn byte<R: Read>(input: &mut R) -> Result<u8, ImageError> {
+    let mut b = [0u8; 1];
+    input.read_exact(&mut b).map_err(io_error("JPEG"))?;
+    Ok(b[0])
+}
+
+/// Walks a JPEG from `input` through its first `EOI`, writing the segments that render to
+/// `output`; its dimensions (from the frame header). Errors: no `SOI`, anything but a marker
+/// where one must be, a segment or scan running past the end, a second `SOI`, a scan before
+/// any frame header, no scan.
+pub fn jpeg<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, ImageError> {
+    let io = io_error("JPEG");
+    let mut input = BufReader::with_capacity(64 << 10, input);
+    if byte(&mut input)? != 0xFF || byte(&mut input)? != 0xD8 {
+        return Err(corrupt("JPEG", "it does not start with SOI"));
+    }
+    output.write_all(&[0xFF, 0xD8]).map_err(&io)?;
+    let mut dimensions: Option<Dimensions> = None;
+    let mut scans = 0usize;
+    // A marker already read (the one that ended a scan).
+    let mut pending: Option<u8> = None;
+    loop {
+        let kind = match pending.take() {
+            Some(kind) => kind,
+            None => {
+                if byte(&mut input)? != 0xFF {
+                    return Err(corrupt("JPEG", "a marker was expected"));
+                }
+                let mut kind = byte(&mut input)?;
+                while kind == 0xFF {
+                    kind = byte(&mut input)?; // fill bytes (T.81 B.1.1.2)
+                }
+                kind
             }
-            0xE2 if data.starts_with(b"ICC_PROFILE\0") => out.extend_from_slice(segment),
+        };
+        match kind {
+            0xD9 if scans == 0 => return Err(corrupt("JPEG", "it ends before any scan")),
+            0xD9 => {
+                output.write_all(&[0xFF, 0xD9]).map_err(&io)?;
+                output.flush().map_err(&io)?;
+                return Ok(dimensions.unwrap_or_default());
+            }
+            0xD8 => return Err(corrupt("JPEG", "a second SOI inside the image")),
+            // TEM and RSTn carry nothing outside a scan.
+            0x01 | 0xD0..=0xD7 => continue,
+            0x00 => return Err(corrupt("JPEG", "a marker was expected")),
+            _ => {}
+        }
+        let length = u16::from_be_bytes([byte(&mut input)?, byte(&mut input)?]);
+        if length < 2 {
+            return Err(corrupt("JPEG", "a segment length is below 2"));
+        }
+        let mut data = vec![0u8; usize::from(length) - 2];
+        input.read_exact(&mut data).map_err(&io)?;
+        let segment = |out: &mut W, data: &[u8]| -> io::Result<()> {
+            out.write_all(&[0xFF, kind])?;
+            out.write_all(&(data.len() as u16 + 2).to_be_bytes())?;
+            out.write_all(data)
+        };
+        match kind {
+            // SOFn (C0-CF but DHT C4, JPG C8, DAC CC): precision, height, width, components.
+            0xC0..=0xCF if !matches!(kind, 0xC4 | 0xC8 | 0xCC) => {
+                if data.len() < 6 {
+                    return Err(corrupt("JPEG", "a frame header is too short"));
+                }
+                dimensions = Some(Dimensions {
+                    height: Some(u32::from(u16::from_be_bytes([data[1], data[2]]))),
+                    width: Some(u32::from(u16::from_be_bytes([data[3], data[4]]))),
+                });
+                segment(&mut output, &data).map_err(&io)?;
+            }
+            0xC4 | 0xCC | 0xDB | 0xDC | 0xDD => segment(&mut output, &data).map_err(&io)?,
+            // JFIF: version, units and densities; no thumbnail.
+            0xE0 if data.starts_with(b"JFIF\0") && data.len() >= 14 => {
+                let mut jfif = data[..12].to_vec();
+                jfif.extend_from_slice(&[0, 0]);
+                segment(&mut output, &jfif).map_err(&io)?;
+            }
+            0xE2 if data.starts_with(b"ICC_PROFILE\0") => {
+                segment(&mut output, &data).map_err(&io)?
+            }
             // Adobe: "Adobe", version, two flag words and the colour transform (12 bytes).
             0xEE if data.starts_with(b"Adobe") && data.len() >= 12 => {
-                out.extend_from_slice(&[0xFF, 0xEE, 0x00, 0x0E]);
-                out.extend_from_slice(&data[..12]);
+                segment(&mut output, &data[..12]).map_err(&io)?
             }
             0xDA => {
-                // Start of scan: its header, then the entropy-coded data up to the next marker
-                // (a 0xFF that is not stuffing `FF 00` or a restart marker `FF D0`-`FF D7`,
-                // either possibly after fill bytes `FF`; T.81 section B.1.1.5). Parsing goes on
-                // from there: a progressive image has more segments and scans.
-                out.extend_from_slice(segment);
-                let mut next = end;
-                loop {
-                    let byte = *bytes.get(next).ok_or("truncated JPEG scan")?;
-                    if byte == 0xFF {
-                        let mut follower_at = next + 1;
-                        while bytes.get(follower_at) == Some(&0xFF) {
-                            follower_at += 1;
-                        }
-                        let follower = *bytes.get(follower_at).ok_or("truncated JPEG scan")?;
-                        if follower == 0x00 || (0xD0..=0xD7).contains(&follower) {
-                            next = follower_at + 1;
-                            continue;
-                        }
-                        break;
-                    }
-                    next += 1;
+                if dimensions.is_none() {
+                    return Err(corrupt("JPEG", "a scan comes before any frame header"));
                 }
-                out.extend_from_slice(&bytes[end..next]);
-                at = next;
-                continue;
+                segment(&mut output, &data).map_err(&io)?;
+                pending = Some(scan(&mut input, &mut output)?);
+                scans += 1;
             }
-            // Every other APPn, COM, JPGn and anything else: dropped.
+            // Every other APPn, COM, JPGn, and anything else: dropped.
             _ => {}
         }
-        at = end;
+    }
+}
+
+/// Copies a scan's entropy-coded data up to the next marker that is neither stuffing (`FF 00`)
+/// nor a restart marker (`FF D0`-`FF D7`), either possibly after fill bytes (T.81 B.1.1.5);
+/// returns that marker's code.
+fn scan<R: BufRead, W: Write>(input: &mut R, output: &mut W) -> Result<u8, ImageError> {
+    let io = io_error("JPEG");
+    loop {
+        let block = input.fill_buf().map_err(&io)?;
+        if block.is_empty() {
+            return Err(corrupt("JPEG", "a scan runs past the end of the file"));
+        }
+        match block.iter().position(|b| *b == 0xFF) {
+            None => {
+                let n = block.len();
+                output.write_all(block).map_err(&io)?;
+                input.consume(n);
+            }
+            Some(at) => {
+                output.write_all(&block[..at]).map_err(&io)?;
+                input.consume(at + 1);
+                let mut fill = 0usize;
+                let mut follower = byte(input)?;
+                while follower == 0xFF {
+                    fill += 1;
+                    follower = byte(input)?;
+                }
+                if follower == 0x00 || (0xD0..=0xD7).contains(&follower) {
+                    output.write_all(&vec![0xFF; fill + 1]).map_err(&io)?;
+                    output.write_all(&[follower]).map_err(&io)?;
+                } else {
+                    return Ok(follower);
+                }
+            }
+        }
     }
 }
 
@@ -229,27 +304,107 @@ fn strip_jpeg(bytes: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    fn strip_png(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
+        let mut out = Vec::new();
+        png(bytes, &mut out)?;
+        Ok(out)
+    }
+
+    fn strip_jpeg(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
+        let mut out = Vec::new();
+        jpeg(bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// A PNG chunk (length, type, data, CRC).
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut c = Vec::new();
+        write_chunk(&mut c, kind, data).unwrap();
+        c
+    }
+
+    fn ihdr() -> Vec<u8> {
+        chunk(b"IHDR", &[0, 0, 0, 2, 0, 0, 0, 3, 8, 0, 0, 0, 0])
+    }
+
     #[test]
-    fn png_text_chunks_are_dropped_and_image_chunks_kept() {
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        png.extend(chunk(b"IHDR", &[0; 13]));
+    fn png_keeps_only_what_renders_and_nothing_after_iend() {
+        let mut png = PNG_SIGNATURE.to_vec();
+        png.extend(ihdr());
         png.extend(chunk(b"tEXt", b"Author\0Dr Canary"));
+        png.extend(chunk(b"prVt", b"canary private"));
+        png.extend(chunk(b"pHYs", &[0; 9]));
+        png.extend(chunk(b"caBX", b"canary c2pa"));
         png.extend(chunk(b"IDAT", b"pixels"));
         png.extend(chunk(b"iTXt", b"XML:com.adobe.xmp\0canary"));
         png.extend(chunk(b"IEND", b""));
+        png.extend(chunk(b"prVt", b"PATIENT canary after IEND"));
         let out = strip_png(&png).unwrap();
-        let text = String::from_utf8_lossy(&out);
-        assert!(!text.contains("Canary") && !text.contains("canary"));
-        assert!(text.contains("IHDR") && text.contains("IDAT") && text.contains("IEND"));
+        let mut expected = PNG_SIGNATURE.to_vec();
+        expected.extend(ihdr());
+        expected.extend(chunk(b"pHYs", &[0; 9]));
+        expected.extend(chunk(b"IDAT", b"pixels"));
+        expected.extend(chunk(b"IEND", b""));
+        assert_eq!(out, expected);
     }
 
-    /// A PNG chunk (length, type, data, a CRC the stripper does not check).
-    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend_from_slice(kind);
-        c.extend_from_slice(data);
-        c.extend_from_slice(&[0, 0, 0, 0]);
-        c
+    #[test]
+    fn png_iccp_profile_names_are_replaced() {
+        let mut png = PNG_SIGNATURE.to_vec();
+        png.extend(ihdr());
+        png.extend(chunk(b"iCCP", b"Dr Canary's monitor\0\0profile"));
+        png.extend(chunk(b"IDAT", b"pixels"));
+        png.extend(chunk(b"IEND", b""));
+        let out = strip_png(&png).unwrap();
+        assert!(!String::from_utf8_lossy(&out).contains("Canary"));
+        let renamed = chunk(b"iCCP", b"ICC profile\0\0profile");
+        assert!(out.windows(renamed.len()).any(|w| w == renamed.as_slice()));
+    }
+
+    #[test]
+    fn malformed_pngs_are_refused() {
+        let good = [
+            PNG_SIGNATURE.to_vec(),
+            ihdr(),
+            chunk(b"IDAT", b"x"),
+            chunk(b"IEND", b""),
+        ]
+        .concat();
+        assert!(strip_png(&good).is_ok());
+        let mut bad_crc = good.clone();
+        let at = bad_crc.len() - 14; // inside IDAT's CRC
+        bad_crc[at] ^= 1;
+        let html = [
+            PNG_SIGNATURE.to_vec(),
+            ihdr(),
+            b"<html><script>alert(1)</script></html>".to_vec(),
+            chunk(b"IEND", b""),
+        ]
+        .concat();
+        let no_idat = [PNG_SIGNATURE.to_vec(), ihdr(), chunk(b"IEND", b"")].concat();
+        let past_end = [
+            PNG_SIGNATURE.to_vec(),
+            ihdr(),
+            vec![0, 0, 1, 0],
+            b"IDAT".to_vec(),
+        ]
+        .concat();
+        let no_ihdr = [
+            PNG_SIGNATURE.to_vec(),
+            chunk(b"IDAT", b"x"),
+            chunk(b"IEND", b""),
+        ]
+        .concat();
+        for (name, bytes) in [
+            ("crc", bad_crc),
+            ("html", html),
+            ("no idat", no_idat),
+            ("past end", past_end),
+            ("no ihdr", no_ihdr),
+            ("no iend", good[..good.len() - 12].to_vec()),
+        ] {
+            assert!(strip_png(&bytes).is_err(), "{name}");
+        }
     }
 
     /// A JPEG marker segment with its length.
@@ -311,21 +466,15 @@ mod tests {
         crafted.extend(segment(0xE1, b"Exif\0\0PATIENT canary"));
         crafted.extend_from_slice(&[0xFF, 0xD9]);
         assert!(strip_jpeg(&crafted).is_err());
-    }
-
-    #[test]
-    fn png_keeps_only_what_renders_and_nothing_after_iend() {
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        png.extend(chunk(b"IHDR", &[0; 13]));
-        png.extend(chunk(b"prVt", b"canary private"));
-        png.extend(chunk(b"pHYs", &[0; 9]));
-        png.extend(chunk(b"IDAT", b"pixels"));
-        png.extend(chunk(b"IEND", b""));
-        let rendered = [&png[..8], &png[8..33], &png[59..]].concat();
-        png.extend(chunk(b"prVt", b"PATIENT canary after IEND"));
-        let out = strip_png(&png).unwrap();
-        assert!(!String::from_utf8_lossy(&out).contains("canary"));
-        assert_eq!(out, rendered);
+        // A frame header followed by random bytes, and a scan before any frame: refused.
+        let mut random = vec![0xFF, 0xD8];
+        random.extend(segment(0xC0, b"\x08\0\x01\0\x01\x01\x01\x11\0"));
+        random.extend_from_slice(b"random bytes, not a marker\xFF\xD9");
+        assert!(strip_jpeg(&random).is_err());
+        let mut no_frame = vec![0xFF, 0xD8];
+        no_frame.extend(segment(0xDA, b"\x01\x01\x00"));
+        no_frame.extend_from_slice(&[0x12, 0xFF, 0xD9]);
+        assert!(strip_jpeg(&no_frame).is_err());
     }
 
     #[test]
@@ -339,6 +488,7 @@ mod tests {
         jpeg.extend_from_slice(&[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]);
         jpeg.extend(segment(0xC4, b"\x00table"));
         jpeg.extend(segment(0xFE, b"canary between scans"));
+        jpeg.extend(segment(0xE1, b"Exif\0\0canary between scans"));
         jpeg.extend(segment(0xDA, b"\x01\x01\x00"));
         jpeg.extend_from_slice(&[0x78, 0xFF, 0xD9]);
         let image = jpeg.clone();
@@ -347,18 +497,18 @@ mod tests {
         jpeg.extend_from_slice(&[0xFF, 0xD9]);
         let out = strip_jpeg(&jpeg).unwrap();
         assert!(!String::from_utf8_lossy(&out).contains("canary"));
-        let without_comment: Vec<u8> = {
-            let comment = segment(0xFE, b"canary between scans");
-            let at = image
-                .windows(comment.len())
-                .position(|w| w == comment.as_slice())
+        let mut without = image.clone();
+        for dropped in [
+            segment(0xFE, b"canary between scans"),
+            segment(0xE1, b"Exif\0\0canary between scans"),
+        ] {
+            let at = without
+                .windows(dropped.len())
+                .position(|w| w == dropped.as_slice())
                 .unwrap();
-            [&image[..at], &image[at + comment.len()..]].concat()
-        };
-        assert_eq!(
-            out, without_comment,
-            "the image itself is kept byte for byte"
-        );
+            without.drain(at..at + dropped.len());
+        }
+        assert_eq!(out, without, "the image itself is kept byte for byte");
         assert!(
             strip_jpeg(&image[..image.len() - 2]).is_err(),
             "no EOI: refused"

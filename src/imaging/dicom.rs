@@ -5,9 +5,9 @@
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::OpenFileOptions;
 
-use super::Dimensions;
+use super::{Dimensions, ImageError};
 
 /// What a DICOM header says about where the image belongs. Text values are trimmed of their
 /// padding; empty values are `None`. Dates (DA, `YYYYMMDD`) are given as `YYYY-MM-DD`, and a
@@ -43,31 +43,82 @@ pub struct DicomHeader {
     pub burned_in_annotation: bool,
 }
 
-/// Reads the header from the first bytes of a DICOM file (preamble included), stopping at
-/// Pixel Data (7FE0,0010). `complete` says whether `head` is the whole file; when it is not,
-/// Pixel Data must begin inside it (else attributes after it would go unread). `Err` when it
-/// cannot be parsed, or a value the image is filed by breaks its VR's rules (PS3.5 6.2).
-pub fn read_header(head: &[u8], complete: bool) -> Result<DicomHeader, String> {
-    let open = |bytes: &[u8]| {
-        OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Always)
-            .read_until(tags::PIXEL_DATA)
-            .from_reader(bytes)
+/// The top-level attributes an upload is filed by, read while the file streams.
+const FILING_TAGS: [u32; 16] = [
+    0x0008_0005, // Specific Character Set
+    0x0008_0018, // SOP Instance UID
+    0x0008_0020, // Study Date
+    0x0008_0050, // Accession Number
+    0x0008_0060, // Modality
+    0x0008_1030, // Study Description
+    0x0010_0010, // Patient's Name
+    0x0010_0020, // Patient ID
+    0x0010_0021, // Issuer of Patient ID
+    0x0010_0030, // Patient's Birth Date
+    0x0010_0040, // Patient's Sex
+    0x0020_000D, // Study Instance UID
+    0x0020_000E, // Series Instance UID
+    0x0028_0010, // Rows
+    0x0028_0011, // Columns
+    0x0028_0301, // Burned In Annotation
+];
+
+/// Checks a whole DICOM Part 10 file as it streams from `input` and reads its header. The
+/// check is the walk a researcher's copy takes ([`super::confidentiality`]), writing nowhere,
+/// so every file accepted can be de-identified. Errors: see [`super::part10::Part10Error`];
+/// a value the image is filed by that breaks its VR's rules (PS3.5 6.2) is `Corrupt`.
+pub fn check<R: std::io::Read>(input: R, max_header_bytes: u64) -> Result<DicomHeader, ImageError> {
+    use super::confidentiality::{deidentify_dicom, Profile};
+    use super::part10::{Part10Writer, Syntax};
+    let key = crate::pseudonym::PseudonymKey::new(vec![0; 32]).map_err(|e| {
+        ImageError::Corrupt("DICOM", e) // unreachable: the key has 32 bytes
+    })?;
+    let profile = Profile {
+        key: &key,
+        subject_id: None,
+        shift_days: 1,
+        sop_instance_uid: None,
+        max_header_bytes,
     };
-    let object = open(head).map_err(|e| format!("the header cannot be read ({e})"))?;
-    if !complete {
-        // `head` is the start of a longer file, and a read that runs out of bytes at an
-        // element's end stops as quietly as one that meets Pixel Data. Read again without the
-        // last bytes: only a read that stopped at Pixel Data finds the same elements.
-        let shorter = &head[..head.len().saturating_sub(16)];
-        let same = open(shorter).is_ok_and(|o| element_count(&o) == element_count(&object));
-        if !same {
-            return Err(format!(
-                "the header before Pixel Data is longer than {} bytes",
-                head.len()
-            ));
+    let walked = deidentify_dicom(input, std::io::sink(), &profile, &FILING_TAGS)?;
+    // The filing attributes, re-encoded as a small Explicit VR Little Endian file for
+    // dicom-rs, which decodes their character sets.
+    let big_endian = walked.syntax.is_some_and(|s| s.big_endian);
+    let mut file = Vec::new();
+    let mut writer = Part10Writer::new(&mut file, Syntax::EXPLICIT_LITTLE);
+    let write = |writer: &mut Part10Writer<&mut Vec<u8>>| -> std::io::Result<()> {
+        writer.file_meta(&[
+            (0x0002_0001, dicom_core::VR::OB, vec![0, 1]),
+            (0x0002_0002, dicom_core::VR::UI, b"1.2\0".to_vec()),
+            (0x0002_0003, dicom_core::VR::UI, b"1.2\0".to_vec()),
+            (
+                0x0002_0010,
+                dicom_core::VR::UI,
+                super::part10::padded("1.2.840.10008.1.2.1", dicom_core::VR::UI),
+            ),
+        ])?;
+        for (tag, vr, value) in &walked.captured {
+            let mut value = value.clone();
+            if big_endian && matches!(vr, dicom_core::VR::US | dicom_core::VR::SS) {
+                value.chunks_exact_mut(2).for_each(|pair| pair.swap(0, 1));
+            }
+            writer.element(*tag, *vr, &value)?;
         }
-    }
+        Ok(())
+    };
+    write(&mut writer).map_err(|e| ImageError::Corrupt("DICOM", e.to_string()))?;
+    read_header(&file).map_err(|e| ImageError::Corrupt("DICOM", e))
+}
+
+/// Reads the header of a DICOM file held in memory (preamble included), stopping at Pixel
+/// Data (7FE0,0010). `Err` when it cannot be parsed, or a value the image is filed by breaks
+/// its VR's rules (PS3.5 6.2).
+pub fn read_header(file: &[u8]) -> Result<DicomHeader, String> {
+    let object = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(file)
+        .map_err(|e| format!("the header cannot be read ({e})"))?;
     let number = |tag| {
         object
             .element_opt(tag)
@@ -107,19 +158,6 @@ pub fn read_header(head: &[u8], complete: bool) -> Result<DicomHeader, String> {
     };
     check_values(&header)?;
     Ok(header)
-}
-
-/// How many elements `object` holds, those inside sequence items included.
-fn element_count(object: &InMemDicomObject) -> usize {
-    object
-        .iter()
-        .map(|e| {
-            1 + e
-                .value()
-                .items()
-                .map_or(0, |items| items.iter().map(element_count).sum())
-        })
-        .sum()
 }
 
 /// The values medlabel files by, against their VR's length and character rules (PS3.5
@@ -328,7 +366,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let header = read_header(&file, true).unwrap();
+        let header = check(file.as_slice(), 1 << 20).unwrap();
         assert_eq!(header.patient_id.as_deref(), Some("PAT-0042"));
         assert_eq!(header.issuer_of_patient_id.as_deref(), Some("HOSP"));
         assert_eq!(header.patients_name.as_deref(), Some("Doe^John"));
@@ -342,14 +380,17 @@ mod tests {
         assert_eq!(header.sop_instance_uid.as_deref(), Some("1.2.3.4.5"));
         assert!(header.burned_in_annotation);
         assert_eq!(header.dimensions.width, Some(6));
-        let plain = read_header(&synthetic_dicom(2, 2, 0, &[]).unwrap(), true).unwrap();
+        let plain = check(synthetic_dicom(2, 2, 0, &[]).unwrap().as_slice(), 1 << 20).unwrap();
         assert_eq!(plain.patient_id, None);
         assert!(!plain.burned_in_annotation);
-        // A head cut before Pixel Data, of a longer file, is refused.
-        let before_pixels = &file[..200];
-        assert!(read_header(before_pixels, false).is_err());
-        // A longer file's head that reaches Pixel Data reads.
-        assert!(read_header(&file[..file.len() - 4], false).is_ok());
+        // A file cut short is refused, before or inside Pixel Data.
+        assert!(check(&file[..200], 1 << 20).is_err());
+        assert!(check(&file[..file.len() - 4], 1 << 20).is_err());
+        // So is a header over the bound.
+        assert!(matches!(
+            check(file.as_slice(), 100),
+            Err(ImageError::HeaderTooLarge(_))
+        ));
     }
 
     #[test]
@@ -376,7 +417,7 @@ mod tests {
                 "ISO_IR 192".to_owned(),
             );
             let file = synthetic_dicom(2, 2, 0, &[utf8, (tag, vr, value.clone())]).unwrap();
-            assert!(read_header(&file, true).is_err(), "{tag} {value:?}");
+            assert!(check(file.as_slice(), 1 << 20).is_err(), "{tag} {value:?}");
         }
     }
 }

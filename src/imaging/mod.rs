@@ -1,20 +1,23 @@
-//! What an uploaded file is, decided by its bytes: PNG, JPEG or DICOM Part 10. Dimensions come
-//! from the header (PNG IHDR, JPEG SOF, DICOM Rows/Columns) without decoding pixels, and a
-//! declared size above [`MAX_PIXELS`] is refused (no decompression bombs).
+//! What an uploaded file is, decided by its bytes: PNG, JPEG or DICOM Part 10. An upload is
+//! checked as it streams ([`check`]): the whole structure is walked (PNG chunks and CRCs, JPEG
+//! markers through `EOI`, every DICOM element), dimensions come from the header (PNG IHDR,
+//! JPEG SOF, DICOM Rows/Columns) without decoding pixels, and a declared size above
+//! [`MAX_PIXELS`] is refused (no decompression bombs).
 
+pub mod confidentiality;
+mod confidentiality_table;
 pub mod deidentify;
 pub mod dicom;
+pub mod part10;
+
+use std::io::Read;
 
 /// The largest image accepted, in declared pixels (100 megapixels).
 pub const MAX_PIXELS: u64 = 100_000_000;
 /// How many leading bytes decide the type (DICOM's `DICM` sits at offset 128).
 pub const SNIFF_BYTES: usize = 132;
-/// How many leading bytes are kept for reading the header (EXIF blocks before a JPEG's SOF
-/// can be large; DICOM headers rarely exceed a few KiB).
-pub const HEAD_BYTES: usize = 1 << 20;
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-const PNG_IEND: &[u8] = b"IEND\xAE\x42\x60\x82";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
@@ -47,6 +50,8 @@ impl ImageKind {
     }
 }
 
+/// Why an upload is not an acceptable image. `Unsupported`, `NotAnImage` and
+/// `UnsupportedEncoding` are 415; `HeaderTooLarge` is 413; the rest 422 on `file`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImageError {
     #[error("the file is not a PNG, JPEG or DICOM (Part 10) image")]
@@ -55,6 +60,31 @@ pub enum ImageError {
     Corrupt(&'static str, String),
     #[error("the image declares {0} pixels; at most 100 megapixels are accepted")]
     TooManyPixels(u64),
+    /// A DICOM object without pixels (a structured report, a presentation state...).
+    #[error("{0}")]
+    NotAnImage(String),
+    /// A DICOM transfer syntax that is not read (deflated, private).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+    /// A DICOM header larger than the configured bound.
+    #[error("{0}")]
+    HeaderTooLarge(String),
+}
+
+impl From<part10::Part10Error> for ImageError {
+    fn from(err: part10::Part10Error) -> Self {
+        use part10::Part10Error;
+        match err {
+            Part10Error::NotAnImage => ImageError::NotAnImage(err.to_string()),
+            Part10Error::UnsupportedSyntax(_) => ImageError::UnsupportedEncoding(err.to_string()),
+            Part10Error::HeaderTooLarge(_) => ImageError::HeaderTooLarge(err.to_string()),
+            Part10Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                ImageError::Corrupt("DICOM", "it ends inside an element".into())
+            }
+            Part10Error::Io(e) => ImageError::Corrupt("DICOM", e.to_string()),
+            Part10Error::Corrupt(message) => ImageError::Corrupt("DICOM", message),
+        }
+    }
 }
 
 /// The type of a file from its first bytes (at least [`SNIFF_BYTES`] unless the file is shorter).
@@ -77,57 +107,37 @@ pub struct Dimensions {
     pub height: Option<u32>,
 }
 
-/// What inspecting an upload found: its dimensions, and for DICOM its header.
+/// What checking an upload found: its dimensions, and for DICOM its header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inspected {
     pub dimensions: Dimensions,
     pub dicom: Option<dicom::DicomHeader>,
 }
 
-/// Checks a complete upload from its first bytes (`head`, up to [`HEAD_BYTES`]) and last bytes
-/// (`tail`): the header must parse, the file must end as its format ends, and the declared size
-/// must stay within [`MAX_PIXELS`].
-/// `complete` says whether `head` holds the whole file.
-pub fn inspect(
+/// Checks a whole `kind` file read from `input` (to its end): the structure must be sound
+/// (the walk a researcher's copy takes, writing nowhere), and the declared size within
+/// [`MAX_PIXELS`]. `max_dicom_header_bytes` bounds a DICOM file's attributes before Pixel
+/// Data.
+pub fn check<R: Read>(
     kind: ImageKind,
-    head: &[u8],
-    tail: &[u8],
-    complete: bool,
+    mut input: R,
+    max_dicom_header_bytes: u64,
 ) -> Result<Inspected, ImageError> {
     let mut header = None;
     let dims = match kind {
-        ImageKind::Png | ImageKind::Jpeg => {
-            let name = if kind == ImageKind::Png {
-                "PNG"
-            } else {
-                "JPEG"
-            };
-            let ends_well = match kind {
-                ImageKind::Png => tail.ends_with(PNG_IEND),
-                _ => tail.windows(2).any(|w| w == [0xFF, 0xD9]),
-            };
-            if !ends_well {
-                return Err(ImageError::Corrupt(
-                    name,
-                    "it does not end where the format ends".into(),
-                ));
-            }
-            let size = imagesize::blob_size(head).map_err(|e| {
-                ImageError::Corrupt(name, format!("the header cannot be read ({e})"))
-            })?;
-            Dimensions {
-                width: Some(size.width as u32),
-                height: Some(size.height as u32),
-            }
-        }
+        ImageKind::Png => deidentify::png(&mut input, std::io::sink())?,
+        ImageKind::Jpeg => deidentify::jpeg(&mut input, std::io::sink())?,
         ImageKind::Dicom => {
-            let read =
-                dicom::read_header(head, complete).map_err(|e| ImageError::Corrupt("DICOM", e))?;
+            let read = dicom::check(&mut input, max_dicom_header_bytes)?;
             let dimensions = read.dimensions;
             header = Some(read);
             dimensions
         }
     };
+    // What follows a PNG's IEND or a JPEG's first EOI (phones append secondary images there)
+    // is accepted and never reaches a researcher; it is read so the whole upload is consumed.
+    std::io::copy(&mut input, &mut std::io::sink())
+        .map_err(|e| ImageError::Corrupt("image", e.to_string()))?;
     if let (Some(w), Some(h)) = (dims.width, dims.height) {
         let pixels = u64::from(w) * u64::from(h);
         if pixels > MAX_PIXELS {
@@ -162,33 +172,39 @@ mod tests {
         assert_eq!(sniff(b""), None);
     }
 
-    fn png_header(width: u32, height: u32) -> Vec<u8> {
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
         let mut v = PNG_SIGNATURE.to_vec();
-        v.extend_from_slice(&13u32.to_be_bytes());
-        v.extend_from_slice(b"IHDR");
-        v.extend_from_slice(&width.to_be_bytes());
-        v.extend_from_slice(&height.to_be_bytes());
-        v.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        for (kind, data) in [(b"IHDR", ihdr.as_slice()), (b"IDAT", b"x"), (b"IEND", b"")] {
+            v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            v.extend_from_slice(kind);
+            v.extend_from_slice(data);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(kind);
+            crc.update(data);
+            v.extend_from_slice(&crc.finalize().to_be_bytes());
+        }
         v
     }
 
     #[test]
     fn declared_pixel_floods_and_truncation_are_refused() {
-        let head = png_header(20_000, 20_000);
         assert_eq!(
-            inspect(ImageKind::Png, &head, PNG_IEND, true),
+            check(ImageKind::Png, png(20_000, 20_000).as_slice(), 1 << 20),
             Err(ImageError::TooManyPixels(400_000_000))
         );
-        let ok = png_header(640, 480);
+        let ok = png(640, 480);
         assert_eq!(
-            inspect(ImageKind::Png, &ok, PNG_IEND, true).map(|i| i.dimensions),
+            check(ImageKind::Png, ok.as_slice(), 1 << 20).map(|i| i.dimensions),
             Ok(Dimensions {
                 width: Some(640),
                 height: Some(480)
             })
         );
         assert!(matches!(
-            inspect(ImageKind::Png, &ok, b"truncated", true),
+            check(ImageKind::Png, &ok[..ok.len() - 3], 1 << 20),
             Err(ImageError::Corrupt(..))
         ));
     }

@@ -1,33 +1,51 @@
 //! De-identified copies of stored images, for callers who see images de-identified
-//! (researchers). A copy is made once, by [`crate::imaging::deidentify`], and kept under
-//! `deidentified/{original id}/r{REVISION}/{sha256 of the copy}`, so later downloads stream it
-//! like an original and its ETag is its own digest. When the de-identification rules change,
-//! [`REVISION`] goes up: copies made under older rules are never served again, and are deleted
-//! when the new copy is made.
+//! (researchers). A copy is made once, while the original streams from storage through the
+//! de-identifier ([`crate::imaging::deidentify`]) into a multipart upload, and kept under
+//! `deidentified/{original id}/r{PROFILE_VERSION}/{sha256 of the copy}`, so later downloads
+//! stream it like an original and its ETag is its own digest. When the rules change,
+//! [`PROFILE_VERSION`] goes up: copies made under older rules are never served again, and are
+//! deleted when the new copy is made.
+//!
+//! Memory stays at a few chunks whatever the file size (bounded channels on both sides of the
+//! blocking de-identifier, and the multipart writer's parts). Concurrent first requests for one
+//! image in one instance share one build ([`CopyFlights`]); instances that race build
+//! identical bytes (the copy is a pure function of the file and the pseudonym key), so they
+//! store the same object.
 
-use futures_util::StreamExt as _;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix_web::web::Bytes;
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::{FutureExt as _, StreamExt as _};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt as _, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
 
+use super::bridge::{ChannelReader, ChannelWriter};
 use super::Storage;
+use crate::imaging::confidentiality::{Profile, PROFILE_VERSION};
 use crate::imaging::{deidentify, ImageKind};
+use crate::pseudonym::PseudonymKey;
 
-/// The revision of the de-identification rules copies are made with. 2: PNG and JPEG copies
-/// keep only the chunks and segments needed to render (API.md), and end at `IEND` or the
-/// first `EOI`; revision 1 dropped only known metadata and kept whatever followed the image
-/// (such as an appended second image).
-pub const REVISION: u32 = 2;
-
-/// Why no copy could be made (mapped in `error.rs`: storage 503, the rest 500).
-#[derive(Debug, thiserror::Error)]
+/// Why no copy could be made (mapped in `error.rs`: storage 503, the rest 500). Cloned to
+/// every request waiting on one build.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CopyError {
-    #[error(transparent)]
-    Store(#[from] object_store::Error),
+    #[error("the object store failed: {0}")]
+    Store(String),
     #[error("de-identification failed: {0}")]
     Deidentify(String),
     #[error("the de-identification task failed: {0}")]
     Task(String),
+}
+
+impl From<object_store::Error> for CopyError {
+    fn from(err: object_store::Error) -> Self {
+        CopyError::Store(err.to_string())
+    }
 }
 
 /// A stored copy: where it is, its SHA-256 (hex) and its size in bytes.
@@ -38,39 +56,216 @@ pub struct StoredCopy {
     pub size: u64,
 }
 
-/// The de-identified copy of the `kind` image stored under `object_key`, made and stored now
-/// if it does not exist yet.
+/// What a copy of one image is made from: the stored original and what the profile needs.
+#[derive(Debug, Clone)]
+pub struct CopySource {
+    pub object_key: String,
+    pub kind: ImageKind,
+    /// The subject pseudonym (Patient's Name and Patient ID of the copy).
+    pub subject_id: Option<String>,
+    /// What the date shift derives from: the subject pseudonym, else the Study Instance UID.
+    pub shift_basis: String,
+    /// The SOP Instance UID the image is filed under.
+    pub sop_instance_uid: Option<String>,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<StoredCopy, CopyError>>>;
+
+/// The copies being built in this instance, by original object key, so concurrent first
+/// requests share one build; and how many builds were started (for tests and benchmarks).
+#[derive(Default)]
+pub struct CopyFlights {
+    building: parking_lot::Mutex<HashMap<String, Flight>>,
+    started: AtomicU64,
+}
+
+impl CopyFlights {
+    /// How many copies this instance has started building.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+}
+
+/// Part size of the copy's multipart upload, parts in flight, and the chunks between the
+/// de-identifier and the async side.
+const PART_BYTES: usize = 5 << 20;
+const PARTS_IN_FLIGHT: usize = 2;
+const CHUNK_BYTES: usize = 1 << 20;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+fn folder(object_key: &str) -> Path {
+    Storage::deidentified_key(object_key)
+}
+
+fn revision_folder(object_key: &str) -> Path {
+    folder(object_key).join(format!("r{PROFILE_VERSION}").as_str())
+}
+
+/// The copy of this revision, if stored: the object under the revision folder named by a
+/// SHA-256.
+async fn existing(
+    store: &dyn ObjectStore,
+    object_key: &str,
+) -> Result<Option<StoredCopy>, CopyError> {
+    let prefix = revision_folder(object_key);
+    let mut listing = store.list(Some(&prefix));
+    while let Some(meta) = listing.next().await.transpose()? {
+        let name = meta.location.filename().unwrap_or_default();
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Some(StoredCopy {
+                sha256: name.to_owned(),
+                location: meta.location,
+                size: meta.size,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The de-identified copy of `source`, made and stored now if it does not exist yet.
 pub async fn deidentified_copy(
     storage: &Storage,
-    object_key: &str,
-    kind: ImageKind,
+    key: Arc<PseudonymKey>,
+    source: CopySource,
+    max_header_bytes: u64,
 ) -> Result<StoredCopy, CopyError> {
-    let store = storage.store();
-    let folder = Storage::deidentified_key(object_key);
-    let prefix = folder.clone().join(format!("r{REVISION}").as_str());
-    if let Some(meta) = store.list(Some(&prefix)).next().await.transpose()? {
-        let sha256 = meta.location.filename().unwrap_or_default().to_owned();
-        return Ok(StoredCopy {
-            location: meta.location,
-            sha256,
-            size: meta.size,
-        });
+    if let Some(found) = existing(storage.store().as_ref(), &source.object_key).await? {
+        return Ok(found);
     }
-    let original = store.get(&Path::from(object_key)).await?;
-    let bytes = original.bytes().await?;
-    let copy = tokio::task::spawn_blocking(move || deidentify::deidentify(kind, &bytes))
-        .await
-        .map_err(|e| CopyError::Task(e.to_string()))?
-        .map_err(|e| CopyError::Deidentify(e.to_string()))?;
-    let sha256 = hex::encode(Sha256::digest(&copy));
-    let size = copy.len() as u64;
-    let location = prefix.clone().join(sha256.as_str());
-    store.put(&location, PutPayload::from(copy)).await?;
-    // Copies made under earlier rules: never served again.
+    let flights = storage.copy_flights().clone();
+    let flight = {
+        let mut building = flights.building.lock();
+        building
+            .entry(source.object_key.clone())
+            .or_insert_with(|| {
+                flights.started.fetch_add(1, Ordering::Relaxed);
+                let store = storage.store().clone();
+                let source = source.clone();
+                // A task of its own: the build goes on when the request that started it is
+                // dropped, and every waiter gets its outcome.
+                let task = tokio::spawn(build(store, key, source, max_header_bytes));
+                async move {
+                    task.await
+                        .unwrap_or_else(|e| Err(CopyError::Task(e.to_string())))
+                }
+                .boxed()
+                .shared()
+            })
+            .clone()
+    };
+    let outcome = flight.clone().await;
+    let mut building = flights.building.lock();
+    if building
+        .get(&source.object_key)
+        .is_some_and(|f| f.ptr_eq(&flight))
+    {
+        building.remove(&source.object_key);
+    }
+    outcome
+}
+
+/// Builds and stores the copy (unless another build stored it meanwhile), then removes copies
+/// of earlier revisions.
+async fn build(
+    store: Arc<dyn ObjectStore>,
+    key: Arc<PseudonymKey>,
+    source: CopySource,
+    max_header_bytes: u64,
+) -> Result<StoredCopy, CopyError> {
+    if let Some(found) = existing(store.as_ref(), &source.object_key).await? {
+        return Ok(found);
+    }
+    let original = store.get(&Path::from(source.object_key.as_str())).await?;
+    let mut input = original.into_stream();
+    let (input_sender, input_receiver) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let (output_sender, mut output_receiver) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let kind = source.kind;
+    let (subject_id, shift_basis, sop_instance_uid) = (
+        source.subject_id.clone(),
+        source.shift_basis.clone(),
+        source.sop_instance_uid.clone(),
+    );
+    let engine = tokio::task::spawn_blocking(move || {
+        let profile = Profile {
+            key: &key,
+            subject_id: subject_id.as_deref(),
+            shift_days: crate::imaging::confidentiality::shift_days(&key, &shift_basis),
+            sop_instance_uid: sop_instance_uid.as_deref(),
+            max_header_bytes,
+        };
+        deidentify::deidentify(
+            kind,
+            ChannelReader::new(input_receiver),
+            ChannelWriter::new(output_sender, CHUNK_BYTES),
+            &profile,
+        )
+    });
+
+    let building = folder(&source.object_key)
+        .join("building")
+        .join(uuid::Uuid::now_v7().to_string().as_str());
+    let upload = store.put_multipart(&building).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let feed = async move {
+        while let Some(chunk) = input.next().await {
+            if input_sender.send(chunk?).await.is_err() {
+                break; // the de-identifier stopped: its error says why
+            }
+        }
+        Ok::<(), object_store::Error>(())
+    };
+    let drain = async {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = output_receiver.recv().await {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            writer.write(&chunk);
+        }
+        Ok::<_, object_store::Error>((hex::encode(hasher.finalize()), size))
+    };
+    let (fed, drained) = tokio::join!(feed, drain);
+    let made = engine.await;
+    let outcome = match (fed, drained, made) {
+        (Err(e), _, _) | (_, Err(e), _) => Err(CopyError::from(e)),
+        (_, _, Err(e)) => Err(CopyError::Task(e.to_string())),
+        (_, _, Ok(Err(e))) => Err(CopyError::Deidentify(e)),
+        (Ok(()), Ok(digest), Ok(Ok(()))) => Ok(digest),
+    };
+    let (sha256, size) = match outcome {
+        Ok(digest) => digest,
+        Err(err) => {
+            let _ = writer.abort().await;
+            tracing::error!(error = %err, object = %source.object_key, "no de-identified copy was made");
+            return Err(err);
+        }
+    };
+    writer.finish().await?;
+    let location = revision_folder(&source.object_key).join(sha256.as_str());
+    store.rename(&building, &location).await?;
+    remove_stale(store.as_ref(), &source.object_key).await;
+    Ok(StoredCopy {
+        location,
+        sha256,
+        size,
+    })
+}
+
+/// Removes copies of other revisions, and builds a crash left behind (older than an hour).
+async fn remove_stale(store: &dyn ObjectStore, object_key: &str) {
+    let current = revision_folder(object_key);
+    let building = folder(object_key).join("building");
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     let stale: Vec<Path> = store
-        .list(Some(&folder))
-        .filter_map(|meta| async move { meta.ok().map(|m| m.location) })
-        .filter(|key| std::future::ready(!key.prefix_matches(&prefix)))
+        .list(Some(&folder(object_key)))
+        .filter_map(|meta| async move { meta.ok() })
+        .filter(|meta| {
+            let keep = meta.location.prefix_matches(&current)
+                || (meta.location.prefix_matches(&building) && meta.last_modified > hour_ago);
+            std::future::ready(!keep)
+        })
+        .map(|meta| meta.location)
         .collect()
         .await;
     for key in stale {
@@ -78,9 +273,4 @@ pub async fn deidentified_copy(
             tracing::warn!(error = %err, "a stale de-identified copy was not deleted");
         }
     }
-    Ok(StoredCopy {
-        location,
-        sha256,
-        size,
-    })
 }

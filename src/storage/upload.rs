@@ -2,9 +2,9 @@
 //!
 //! The file part is read chunk by chunk: its first bytes decide the type (before anything is
 //! stored), the bytes go to a multipart upload of the store as they arrive (memory stays at a
-//! few part buffers whatever the file size), SHA-256 is computed on the way, and the first MiB
-//! and last bytes are kept to read the header and check the file's end. If anything fails, or
-//! the client goes away, [`PendingObject`] removes what was written.
+//! few part buffers whatever the file size), SHA-256 is computed on the way, and a blocking
+//! task walks the whole file's structure as it passes ([`crate::imaging::check`]). If anything
+//! fails, or the client goes away, [`PendingObject`] removes what was written.
 
 use std::sync::Arc;
 
@@ -14,8 +14,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest, Sha256};
 
+use actix_web::web::Bytes;
+use tokio::sync::mpsc;
+
+use super::bridge::ChannelReader;
 use crate::imaging::dicom::DicomHeader;
-use crate::imaging::{self, Dimensions, ImageError, ImageKind};
+use crate::imaging::{self, Dimensions, ImageError, ImageKind, Inspected};
 
 /// Why an upload was not stored (mapped to problems in `error.rs`).
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +44,8 @@ pub enum UploadError {
 /// Part size of the multipart upload (S3's minimum is 5 MiB), and parts in flight at once.
 const PART_BYTES: usize = 5 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
-const TAIL_BYTES: usize = 16;
+/// Chunks queued for the checker before the upload waits for it.
+const CHECK_CHUNKS_IN_FLIGHT: usize = 16;
 
 /// What a stored upload turned out to be.
 #[derive(Debug)]
@@ -109,11 +114,13 @@ impl Drop for PendingObject {
 
 /// Streams the `file` part into the store under `key`. On error the caller gets the error and
 /// nothing stays stored; on success the caller must `keep()` the object once a row names it.
+/// While the bytes stream, a blocking task checks the whole file ([`imaging::check`]).
 pub async fn store_file_part(
     store: Arc<dyn ObjectStore>,
     key: Path,
     field: &mut Field,
     max_bytes: u64,
+    max_dicom_header_bytes: u64,
 ) -> Result<(StoredFile, PendingObject), UploadError> {
     let mut pending = PendingObject {
         store: store.clone(),
@@ -123,10 +130,9 @@ pub async fn store_file_part(
         kept: false,
     };
     let mut head: Vec<u8> = Vec::new();
-    let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL_BYTES);
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
-    let mut kind: Option<ImageKind> = None;
+    let mut checker: Option<Checker> = None;
 
     let outcome: Result<(), UploadError> = async {
         while let Some(chunk) = field.next().await {
@@ -136,31 +142,28 @@ pub async fn store_file_part(
                 return Err(UploadError::TooLarge(max_bytes));
             }
             hasher.update(&chunk);
-            if head.len() < imaging::HEAD_BYTES {
-                let room = imaging::HEAD_BYTES - head.len();
-                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_BYTES)..]);
-            if tail.len() > TAIL_BYTES {
-                tail.drain(..tail.len() - TAIL_BYTES);
-            }
-            if kind.is_none() {
-                if head.len() < imaging::SNIFF_BYTES {
-                    continue;
+            match checker.as_mut() {
+                None => {
+                    head.extend_from_slice(&chunk);
+                    if head.len() < imaging::SNIFF_BYTES {
+                        continue;
+                    }
+                    // The type is known: start storing and checking, with what was read.
+                    let kind = imaging::sniff(&head).ok_or(ImageError::Unsupported)?;
+                    let mut writer = start_upload(&store, &key).await?;
+                    writer.write(&head);
+                    pending.writer = Some(writer);
+                    let mut started = Checker::start(kind, max_dicom_header_bytes);
+                    started.send(Bytes::from(std::mem::take(&mut head))).await?;
+                    checker = Some(started);
                 }
-                kind = Some(imaging::sniff(&head).ok_or(ImageError::Unsupported)?);
-                // The type is known: start storing, with everything read so far. Earlier chunks
-                // are all in `head`; of this chunk, what did not fit in `head` follows it.
-                let mut writer = start_upload(&store, &key).await?;
-                writer.write(&head);
-                let beyond_head = (size - head.len() as u64) as usize;
-                writer.write(&chunk[chunk.len() - beyond_head..]);
-                pending.writer = Some(writer);
-                continue;
-            }
-            if let Some(writer) = pending.writer.as_mut() {
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                writer.write(&chunk);
+                Some(checker) => {
+                    if let Some(writer) = pending.writer.as_mut() {
+                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                        writer.write(&chunk);
+                    }
+                    checker.send(chunk).await?;
+                }
             }
         }
         Ok(())
@@ -172,8 +175,8 @@ pub async fn store_file_part(
     }
 
     // A file shorter than the sniffing window: decide now.
-    let kind = match kind {
-        Some(kind) => kind,
+    let checker = match checker {
+        Some(checker) => checker,
         None => {
             if size == 0 {
                 return Err(UploadError::Empty);
@@ -182,15 +185,20 @@ pub async fn store_file_part(
             let mut writer = start_upload(&store, &key).await?;
             writer.write(&head);
             pending.writer = Some(writer);
-            kind
+            let mut checker = Checker::start(kind, max_dicom_header_bytes);
+            if let Err(err) = checker.send(Bytes::from(head)).await {
+                pending.discard().await;
+                return Err(err);
+            }
+            checker
         }
     };
-    let complete = size <= head.len() as u64;
-    let inspected = match imaging::inspect(kind, &head, &tail, complete) {
+    let kind = checker.kind;
+    let inspected = match checker.finish().await {
         Ok(d) => d,
         Err(err) => {
             pending.discard().await;
-            return Err(err.into());
+            return Err(err);
         }
     };
     if let Some(writer) = pending.writer.take() {
@@ -208,6 +216,62 @@ pub async fn store_file_part(
         dicom: inspected.dicom,
     };
     Ok((stored, pending))
+}
+
+/// The blocking task that checks an upload while it streams ([`imaging::check`]).
+struct Checker {
+    kind: ImageKind,
+    chunks: Option<mpsc::Sender<Bytes>>,
+    task: Option<tokio::task::JoinHandle<Result<Inspected, ImageError>>>,
+}
+
+impl Checker {
+    fn start(kind: ImageKind, max_dicom_header_bytes: u64) -> Checker {
+        let (chunks, receiver) = mpsc::channel(CHECK_CHUNKS_IN_FLIGHT);
+        let task = tokio::task::spawn_blocking(move || {
+            imaging::check(kind, ChannelReader::new(receiver), max_dicom_header_bytes)
+        });
+        Checker {
+            kind,
+            chunks: Some(chunks),
+            task: Some(task),
+        }
+    }
+
+    /// Hands the checker the next chunk. When it has stopped early (the file is refused),
+    /// its error.
+    async fn send(&mut self, chunk: Bytes) -> Result<(), UploadError> {
+        let Some(chunks) = self.chunks.as_ref() else {
+            return Ok(());
+        };
+        if chunks.send(chunk).await.is_ok() {
+            return Ok(());
+        }
+        // The checker stopped reading: it refused the file.
+        match self.outcome().await {
+            Err(err) => Err(err),
+            Ok(_) => Err(UploadError::Unreadable(
+                "the file check stopped early".into(),
+            )),
+        }
+    }
+
+    /// The end of the file: what the check found.
+    async fn finish(mut self) -> Result<Inspected, UploadError> {
+        self.outcome().await
+    }
+
+    async fn outcome(&mut self) -> Result<Inspected, UploadError> {
+        self.chunks = None;
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| UploadError::Unreadable("the file check has already ended".into()))?;
+        match task.await {
+            Ok(result) => result.map_err(UploadError::from),
+            Err(err) => Err(UploadError::Unreadable(err.to_string())),
+        }
+    }
 }
 
 async fn start_upload(

@@ -359,7 +359,18 @@ async fn researchers_download_de_identified_copies() {
                     .trim(),
                 "YES"
             );
-            for (tag, _) in fixtures::DICOM_IDENTIFYING {
+            let subject = doctor.get(&format!("/api/v1/images/{id}")).await.body["subject_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            for tag in [tags::PATIENT_NAME, tags::PATIENT_ID] {
+                let value = obj.element(tag).unwrap().to_str().unwrap();
+                assert_eq!(value.trim(), subject, "{tag} is the subject pseudonym");
+            }
+            for (tag, _) in fixtures::DICOM_IDENTIFYING
+                .into_iter()
+                .filter(|(t, _)| ![tags::PATIENT_NAME, tags::PATIENT_ID].contains(t))
+            {
                 let value = obj
                     .element_opt(tag)
                     .unwrap()

@@ -14,8 +14,9 @@ use crate::auth::policy::ImageView;
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::imaging::ImageKind;
+use crate::models::images::Image;
 use crate::state::AppState;
-use crate::storage::deidentified::deidentified_copy;
+use crate::storage::deidentified::{deidentified_copy, CopySource};
 use crate::views::images::find_visible;
 
 /// What a `Range` header (RFC 9110 section 14.2, parsed by `http-range-header`) asks of a
@@ -72,9 +73,16 @@ pub async fn download_image(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let (image, view) = state
+    let (image, view, filing) = state
         .db
-        .query(move |conn| find_visible(conn, &caller, &id))
+        .query(move |conn| {
+            let (image, view) = find_visible(conn, &caller, &id)?;
+            let filing = match view {
+                ImageView::Full => None,
+                ImageView::Deidentified => Some(copy_filing(conn, &image)?),
+            };
+            Ok((image, view, filing))
+        })
         .await?;
     let kind = ImageKind::from_content_type(&image.content_type).ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!(
@@ -96,7 +104,25 @@ pub async fn download_image(
                         .into(),
                 ));
             }
-            let copy = deidentified_copy(&state.storage, &image.object_key, kind).await?;
+            let (subject_id, study_instance_uid) = filing.unwrap_or_default();
+            let source = CopySource {
+                object_key: image.object_key.clone(),
+                kind,
+                shift_basis: subject_id
+                    .clone()
+                    .or(study_instance_uid)
+                    .or_else(|| image.sop_instance_uid.clone())
+                    .unwrap_or_else(|| image.uuid.clone()),
+                subject_id,
+                sop_instance_uid: image.sop_instance_uid.clone(),
+            };
+            let copy = deidentified_copy(
+                &state.storage,
+                state.pseudonym_key.clone(),
+                source,
+                state.settings.max_dicom_header_bytes,
+            )
+            .await?;
             (copy.location, copy.sha256, copy.size)
         }
     };
@@ -177,6 +203,27 @@ pub async fn download_image(
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_DISPOSITION, disposition))
         .streaming(stream))
+}
+
+/// The subject pseudonym and Study Instance UID of an image's filing (either may be absent).
+fn copy_filing(
+    conn: &mut crate::db::DbConnection,
+    image: &Image,
+) -> diesel::QueryResult<(Option<String>, Option<String>)> {
+    use crate::models::patients::{patients_by_ids, studies_by_ids};
+    let subject = match image.patient_id {
+        Some(id) => patients_by_ids(conn, &[id])?
+            .remove(&id)
+            .map(|p| p.subject_id),
+        None => None,
+    };
+    let study = match image.study_id {
+        Some(id) => studies_by_ids(conn, &[id])?
+            .remove(&id)
+            .map(|s| s.study_instance_uid),
+        None => None,
+    };
+    Ok((subject, study))
 }
 
 #[cfg(test)]

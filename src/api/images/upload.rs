@@ -78,8 +78,14 @@ pub async fn upload_image(
                         .and_then(sanitise_filename);
                     let key = Storage::new_image_key();
                     let (file, pending) =
-                        store_file_part(state.storage.store().clone(), key, &mut field, max)
-                            .await?;
+                        store_file_part(
+                            state.storage.store().clone(),
+                            key,
+                            &mut field,
+                            max,
+                            state.settings.max_dicom_header_bytes,
+                        )
+                        .await?;
                     stored = Some((file, pending, filename));
                 }
                 "file" => return Err(ApiError::field("file", "send exactly one file")),
