@@ -85,6 +85,7 @@ fn generate() -> String {
     writeln!(
         out,
         "/// Rules for single attributes, ascending by tag (binary-searchable).\n\
+         #[rustfmt::skip]\n\
          pub static EXACT: [Rule; {exact}] = ["
     )
     .unwrap();
@@ -110,6 +111,7 @@ fn generate() -> String {
         out,
         "/// Rules for repeating groups (`50xx,xxxx`, `60xx,3000`, `60xx,4000`): a tag matches when\n\
          /// `tag & mask == rule.tag`.\n\
+         #[rustfmt::skip]\n\
          pub static REPEATING: [Rule; {count}] = ["
     )
     .unwrap();

@@ -183,7 +183,7 @@ pub fn deidentify_dicom<R: Read, W: Write>(
     let syntax = Syntax::of(&transfer_syntax)?;
     let first_tag = if syntax.big_endian {
         // Read as little endian above: swap each half.
-        u32::from((first_tag >> 16) as u16).swap_bytes() << 16
+        u32::from(((first_tag >> 16) as u16).swap_bytes()) << 16
             | u32::from((first_tag as u16).swap_bytes())
     } else {
         first_tag

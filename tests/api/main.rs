@@ -8,6 +8,7 @@ mod history;
 mod auth;
 mod cli;
 mod concurrency;
+mod deidentification;
 mod events;
 mod hardening;
 mod health;
