@@ -34,7 +34,7 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
-    /// 403 with the problem type `urn:medlabel:problem:withheld`: a file withheld from
+    /// 403 with the problem type `urn:medlabel:problem/withheld`: a file withheld from
     /// researchers because its pixels may show identifying text.
     #[error("{0}")]
     Withheld(String),
@@ -198,7 +198,7 @@ impl From<validator::ValidationErrors> for ApiError {
 
 /// The problem+json body (RFC 9457).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"type": "urn:medlabel:problem:validation", "title": "Unprocessable Entity", "status": 422, "detail": "validation failed", "request_id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "errors": {"name": ["must be 1 to 200 characters"]}}))]
+#[schema(example = json!({"type": "urn:medlabel:problem/validation", "title": "Unprocessable Entity", "status": 422, "detail": "validation failed", "request_id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77", "errors": {"name": ["must be 1 to 200 characters"]}}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -213,7 +213,7 @@ pub struct Problem {
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("urn:medlabel:problem:{slug}"),
+            kind: format!("urn:medlabel:problem/{slug}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),

@@ -27,8 +27,8 @@ use dicom_core::VR;
 
 use super::confidentiality_table::{EDITION, EXACT, PRIVATE, REPEATING};
 use super::part10::{
-    padded, Header, Part10Error, Part10Reader, Part10Writer, Syntax, ITEM, ITEM_DELIMITER,
-    PIXEL_DATA_TAGS, SEQUENCE_DELIMITER, UNDEFINED_LENGTH,
+    dictionary_vr, padded, Header, Part10Error, Part10Reader, Part10Writer, Syntax, ITEM,
+    ITEM_DELIMITER, PIXEL_DATA_TAGS, SEQUENCE_DELIMITER, UNDEFINED_LENGTH,
 };
 use crate::pseudonym::PseudonymKey;
 
@@ -420,14 +420,17 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         }
     }
 
-    /// The syntax a sequence's items are read in: an explicit-VR `UN` of undefined length
-    /// holds implicit VR little endian items (PS3.5 6.2.2).
+    /// The syntax a sequence's items are read in: an explicit-VR `UN` sequence holds implicit
+    /// VR little endian items (PS3.5 6.2.2).
     fn items_syntax(header: &Header, syntax: Syntax) -> Result<Option<Syntax>, Part10Error> {
         let undefined = header.length == UNDEFINED_LENGTH;
         if header.is_sequence() {
             return Ok(Some(syntax));
         }
-        if syntax.explicit && header.vr == Some(VR::UN) && undefined {
+        // A UN of undefined length is a sequence; so is a UN whose tag the dictionary knows
+        // as one (its items were written by someone who did not know the tag).
+        let un_sequence = undefined || dictionary_vr(header.tag) == VR::SQ;
+        if syntax.explicit && header.vr == Some(VR::UN) && un_sequence {
             if syntax.big_endian {
                 return Err(Part10Error::Corrupt(
                     "an undefined-length UN attribute in a big endian file".into(),
@@ -470,7 +473,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
             }
             false => Source::Stream,
         };
-        let vr = header.vr.unwrap_or(VR::UN);
+        let vr = effective_vr(&header);
         match (decide(&header, items.is_some()), items) {
             (Decision::Remove, _) => self.skip_value(header, syntax, depth, source),
             (Decision::Keep, Some(inner)) => {
@@ -494,7 +497,9 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                         header.element()
                     )));
                 }
-                self.writer.header(header.tag, vr, header.length)?;
+                // Copied as it is, under the VR it came with.
+                let written = header.vr.unwrap_or(VR::UN);
+                self.writer.header(header.tag, written, header.length)?;
                 match source {
                     Source::Memory(value) => self.writer.raw().write_all(&value)?,
                     Source::Stream => self
@@ -685,6 +690,18 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
     }
 }
 
+/// The VR an element's value is judged by: its own, or for an explicit `UN` (a tag its
+/// writer did not know) the data dictionary's, since the value bytes are the same.
+fn effective_vr(header: &Header) -> VR {
+    match header.vr {
+        Some(VR::UN) | None => match dictionary_vr(header.tag) {
+            VR::SQ => VR::UN,
+            known => known,
+        },
+        Some(vr) => vr,
+    }
+}
+
 /// The table's action for one element, resolved (see the module documentation).
 fn decide(header: &Header, is_sequence: bool) -> Decision {
     let (group, element) = (header.group(), header.element());
@@ -698,7 +715,7 @@ fn decide(header: &Header, is_sequence: bool) -> Decision {
         // misplaced in the data set, Data Set Trailing Padding.
         return Decision::Remove;
     }
-    let vr = header.vr.unwrap_or(VR::UN);
+    let vr = effective_vr(header);
     let Some(rule) = rule(header.tag) else {
         return Decision::Keep;
     };

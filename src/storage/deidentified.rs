@@ -207,9 +207,22 @@ async fn build(
     let upload = store.put_multipart(&building).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
     let feed = async move {
-        while let Some(chunk) = input.next().await {
-            if input_sender.send(chunk?).await.is_err() {
-                break; // the de-identifier stopped: its error says why
+        // Stores hand out small chunks (8 KiB from a local file): gathered into larger ones,
+        // the blocking side wakes once per CHUNK_BYTES, not once per chunk.
+        let mut gathered = Vec::with_capacity(CHUNK_BYTES);
+        loop {
+            let next = input.next().await.transpose()?;
+            if let Some(chunk) = &next {
+                gathered.extend_from_slice(chunk);
+            }
+            if gathered.len() >= CHUNK_BYTES || (next.is_none() && !gathered.is_empty()) {
+                let full = std::mem::replace(&mut gathered, Vec::with_capacity(CHUNK_BYTES));
+                if input_sender.send(Bytes::from(full)).await.is_err() {
+                    break; // the de-identifier stopped: its error says why
+                }
+            }
+            if next.is_none() {
+                break;
             }
         }
         Ok::<(), object_store::Error>(())

@@ -915,3 +915,108 @@ async fn png_and_jpeg_copies_keep_only_what_renders() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_file_the_engine_cannot_process_fails_the_download_and_stores_no_copy() {
+    use object_store::ObjectStoreExt as _;
+    let app = TestApp::spawn().await;
+    let doctor = app.token_client(&[Role::Doctor]).await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let file = image_file(
+        EXPLICIT_LE,
+        &[(0x0008_0018, VR::UI, &unique_uid())],
+        None,
+        |_| {},
+    );
+    let id = doctor.upload(&file, "x.dcm", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The stored original is damaged behind the server's back (a storage fault): its last
+    // element now runs past the end of the file.
+    let key = app
+        .stored_objects()
+        .await
+        .into_iter()
+        .find(|k| k.starts_with("images/"))
+        .unwrap();
+    let cut = file[..file.len() - 6].to_vec();
+    app.state
+        .storage
+        .store()
+        .put(&key.as_str().into(), cut.into())
+        .await
+        .unwrap();
+    let res = researcher.get(&format!("/api/v1/images/{id}/file")).await;
+    res.problem(500);
+    assert!(!res.text.contains("YES"));
+    assert!(
+        app.stored_objects()
+            .await
+            .iter()
+            .all(|k| !k.starts_with("deidentified/")),
+        "no copy, partial or whole, is stored"
+    );
+}
+
+#[actix_web::test]
+async fn a_sequence_written_as_un_is_de_identified_like_any_sequence() {
+    let app = TestApp::spawn().await;
+    let doctor = app.token_client(&[Role::Doctor]).await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    // Related Series Sequence (0008,1250) as UN of defined length: its item in implicit VR
+    // little endian (PS3.5 6.2.2), holding a name, a private block and a reference.
+    let implicit = |group: u16, element: u16, value: &[u8]| {
+        let mut e = group.to_le_bytes().to_vec();
+        e.extend_from_slice(&element.to_le_bytes());
+        e.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        e.extend_from_slice(value);
+        e
+    };
+    let referenced = unique_uid();
+    let mut uid = referenced.clone().into_bytes();
+    if uid.len() % 2 == 1 {
+        uid.push(0);
+    }
+    let body = [
+        implicit(0x0008, 0x0092, b"CNRY-UN-ADDRESS "),
+        implicit(0x0008, 0x1155, &uid),
+        implicit(0x0010, 0x0010, b"CNRY^UNNAME "),
+        implicit(0x0019, 0x0010, b"ACME"),
+        implicit(0x0019, 0x1001, b"CNRY-UN-PRIVATE "),
+    ]
+    .concat();
+    let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+    item.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    item.extend_from_slice(&body);
+    let file = image_file(
+        EXPLICIT_LE,
+        &[
+            (0x0008_0018, VR::UI, &unique_uid()),
+            (0x0010_0020, VR::LO, "MRN-UN-1"),
+        ],
+        None,
+        move |o| {
+            o.put(element(0x0008_1250, VR::UN, PrimitiveValue::from(item)));
+        },
+    );
+    let (_, copy) = upload_and_copy(&doctor, &researcher, &file).await;
+    assert!(
+        !contains(&copy, b"CNRY"),
+        "nothing planted in the UN sequence survives"
+    );
+    assert!(!contains(&copy, referenced.as_bytes()));
+    let object = read(&copy);
+    let item = &object
+        .element(tags::RELATED_SERIES_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0];
+    assert_eq!(
+        item.element(tags::REFERENCED_SOP_INSTANCE_UID)
+            .map(text)
+            .unwrap(),
+        expected_uid(&app, &referenced)
+    );
+    assert!(item.element(tags::REFERRING_PHYSICIAN_ADDRESS).is_err());
+}

@@ -311,7 +311,7 @@ async fn requests_answer_503_rather_than_unaudited() {
         let res = client.send(method.clone(), path, None, &[]).await;
         let problem = res.problem(503);
         assert_eq!(
-            problem["type"], "urn:medlabel:problem:audit-unavailable",
+            problem["type"], "urn:medlabel:problem/audit-unavailable",
             "{method} {path}"
         );
         assert_eq!(res.header("retry-after"), Some("1"), "{method} {path}");

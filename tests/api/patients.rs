@@ -513,7 +513,7 @@ async fn burned_in_annotation_withholds_the_file_from_researchers_only() {
     let file = researcher.get(&format!("/api/v1/images/{id}/file")).await;
     let problem = file.problem(403);
     assert!(
-        problem["type"].as_str().unwrap().ends_with("withheld"),
+        problem["type"].as_str().unwrap().ends_with("/withheld"),
         "{}",
         file.text
     );
