@@ -46,6 +46,9 @@ const PART_BYTES: usize = 5 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 /// Chunks queued for the checker before the upload waits for it.
 const CHECK_CHUNKS_IN_FLIGHT: usize = 16;
+/// Files up to this size are checked from memory when they end; larger ones by a blocking
+/// task while they stream.
+const INLINE_CHECK_BYTES: usize = 1 << 20;
 
 /// What a stored upload turned out to be.
 #[derive(Debug)]
@@ -129,7 +132,10 @@ pub async fn store_file_part(
         written: false,
         kept: false,
     };
-    let mut head: Vec<u8> = Vec::new();
+    // The bytes not yet handed to a checker: a file that ends within INLINE_CHECK_BYTES is
+    // checked from memory at the end, without a blocking thread (most uploads).
+    let mut buffered: Vec<u8> = Vec::new();
+    let mut kind: Option<ImageKind> = None;
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut checker: Option<Checker> = None;
@@ -142,27 +148,34 @@ pub async fn store_file_part(
                 return Err(UploadError::TooLarge(max_bytes));
             }
             hasher.update(&chunk);
-            match checker.as_mut() {
-                None => {
-                    head.extend_from_slice(&chunk);
-                    if head.len() < imaging::SNIFF_BYTES {
-                        continue;
-                    }
-                    // The type is known: start storing and checking, with what was read.
-                    let kind = imaging::sniff(&head).ok_or(ImageError::Unsupported)?;
-                    let mut writer = start_upload(&store, &key).await?;
-                    writer.write(&head);
-                    pending.writer = Some(writer);
-                    let mut started = Checker::start(kind, max_dicom_header_bytes);
-                    started.send(Bytes::from(std::mem::take(&mut head))).await?;
-                    checker = Some(started);
+            if kind.is_none() {
+                buffered.extend_from_slice(&chunk);
+                if buffered.len() < imaging::SNIFF_BYTES {
+                    continue;
                 }
-                Some(checker) => {
-                    if let Some(writer) = pending.writer.as_mut() {
-                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                        writer.write(&chunk);
-                    }
-                    checker.send(chunk).await?;
+                // The type is known: start storing, with what was read.
+                kind = Some(imaging::sniff(&buffered).ok_or(ImageError::Unsupported)?);
+                let mut writer = start_upload(&store, &key).await?;
+                writer.write(&buffered);
+                pending.writer = Some(writer);
+            } else {
+                if let Some(writer) = pending.writer.as_mut() {
+                    writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                    writer.write(&chunk);
+                }
+                match checker.as_mut() {
+                    Some(checker) => checker.send(chunk).await?,
+                    None => buffered.extend_from_slice(&chunk),
+                }
+            }
+            if let (None, Some(kind)) = (&checker, kind) {
+                if buffered.len() >= INLINE_CHECK_BYTES {
+                    // A larger file: checked by a blocking task while it streams.
+                    let mut started = Checker::start(kind, max_dicom_header_bytes);
+                    started
+                        .send(Bytes::from(std::mem::take(&mut buffered)))
+                        .await?;
+                    checker = Some(started);
                 }
             }
         }
@@ -174,27 +187,26 @@ pub async fn store_file_part(
         return Err(err);
     }
 
-    // A file shorter than the sniffing window: decide now.
-    let checker = match checker {
-        Some(checker) => checker,
+    let kind = match kind {
+        Some(kind) => kind,
         None => {
+            // A file shorter than the sniffing window: decide now.
             if size == 0 {
                 return Err(UploadError::Empty);
             }
-            let kind = imaging::sniff(&head).ok_or(ImageError::Unsupported)?;
+            let kind = imaging::sniff(&buffered).ok_or(ImageError::Unsupported)?;
             let mut writer = start_upload(&store, &key).await?;
-            writer.write(&head);
+            writer.write(&buffered);
             pending.writer = Some(writer);
-            let mut checker = Checker::start(kind, max_dicom_header_bytes);
-            if let Err(err) = checker.send(Bytes::from(head)).await {
-                pending.discard().await;
-                return Err(err);
-            }
-            checker
+            kind
         }
     };
-    let kind = checker.kind;
-    let inspected = match checker.finish().await {
+    let checked = match checker {
+        Some(checker) => checker.finish().await,
+        None => imaging::check(kind, buffered.as_slice(), max_dicom_header_bytes)
+            .map_err(UploadError::from),
+    };
+    let inspected = match checked {
         Ok(d) => d,
         Err(err) => {
             pending.discard().await;
@@ -220,7 +232,6 @@ pub async fn store_file_part(
 
 /// The blocking task that checks an upload while it streams ([`imaging::check`]).
 struct Checker {
-    kind: ImageKind,
     chunks: Option<mpsc::Sender<Bytes>>,
     task: Option<tokio::task::JoinHandle<Result<Inspected, ImageError>>>,
 }
@@ -232,7 +243,6 @@ impl Checker {
             imaging::check(kind, ChannelReader::new(receiver), max_dicom_header_bytes)
         });
         Checker {
-            kind,
             chunks: Some(chunks),
             task: Some(task),
         }
