@@ -88,6 +88,14 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = "MEDLABEL_DEID_3";
 
 /// The nesting depth of sequences beyond which a file is refused as corrupt.
 const MAX_DEPTH: u32 = 32;
+/// The longest value the engine reads into memory to interpret (UIDs, dates, the attributes
+/// an upload is filed by, Burned In Annotation): longer ones are refused as corrupt.
+const MAX_INTERPRETED_BYTES: u64 = 64 << 10;
+/// How much replacing UIDs and dates may grow a file (each replaced UID grows by at most 44
+/// bytes): a file of many tiny UIDs (`1\1\1...`) is refused rather than multiplied.
+const MAX_GROWTH_BYTES: i64 = 16 << 20;
+/// Burned In Annotation (0028,0301).
+const BURNED_IN_ANNOTATION: u32 = 0x0028_0301;
 
 /// What a copy is made for.
 pub struct Profile<'a> {
@@ -113,6 +121,9 @@ pub struct Walked {
     pub captured: Vec<(u32, VR, Vec<u8>)>,
     /// The data set's encoding.
     pub syntax: Option<Syntax>,
+    /// Some Burned In Annotation (0028,0301) the copy keeps, at any depth and in any VR, says
+    /// `YES` (in any of its values).
+    pub burned_in_annotation: bool,
 }
 
 /// The replacement of a UID (PS3.15 E.3.1 `U`, as API.md fixes it): `2.25.` followed by the
@@ -180,6 +191,14 @@ pub fn deidentify_dicom<R: Read, W: Write>(
     };
     let transfer_syntax = transfer_syntax
         .ok_or_else(|| Part10Error::Corrupt("the file meta has no Transfer Syntax UID".into()))?;
+    let is_uid =
+        |v: &str| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if !class_uid.as_deref().is_some_and(is_uid) {
+        return Err(Part10Error::Corrupt(
+            "the file meta's Media Storage SOP Class UID (0002,0002) is missing or not a UID"
+                .into(),
+        ));
+    }
     let syntax = Syntax::of(&transfer_syntax)?;
     let first_tag = if syntax.big_endian {
         // Read as little endian above: swap each half.
@@ -228,7 +247,9 @@ pub fn deidentify_dicom<R: Read, W: Write>(
         walked: Walked {
             captured: Vec::new(),
             syntax: Some(syntax),
+            burned_in_annotation: false,
         },
+        growth: 0,
     };
     engine.top_level(syntax, first_tag)?;
     engine.writer.raw().flush()?;
@@ -311,13 +332,18 @@ struct Engine<'a, R, W> {
     next_insert: usize,
     seen_pixels: bool,
     walked: Walked,
+    /// Bytes replaced values added so far.
+    growth: i64,
 }
 
 impl<R: Read, W: Write> Engine<'_, R, W> {
     fn top_level(&mut self, syntax: Syntax, first_tag: u32) -> Result<(), Part10Error> {
         let mut tag = Some(first_tag);
+        let mut previous = None;
         while let Some(current) = tag {
-            self.check_header_bound()?;
+            // The element began 4 bytes back (its tag is read).
+            self.check_header_bound(self.reader.position() - 4)?;
+            in_order(&mut previous, current)?;
             if current >> 16 == 0xFFFE {
                 return Err(Part10Error::Corrupt(
                     "an item or delimiter outside any sequence".into(),
@@ -334,9 +360,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                 self.flush_inserts(|t| t <= current)?;
                 match self.captures(&header, syntax)? {
                     true => {
-                        let value = self
-                            .reader
-                            .value(header.length, self.profile.max_header_bytes)?;
+                        let value = self.interpreted_value(&header)?;
                         self.walked
                             .captured
                             .push((header.tag, header.vr.unwrap_or(VR::UN), value));
@@ -366,11 +390,26 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         Ok(())
     }
 
-    fn check_header_bound(&self) -> Result<(), Part10Error> {
-        if !self.seen_pixels && self.reader.position() > self.profile.max_header_bytes {
+    /// The element starting at `start` must start within the header bound, unless Pixel Data
+    /// has been seen.
+    fn check_header_bound(&self, start: u64) -> Result<(), Part10Error> {
+        if !self.seen_pixels && start > self.profile.max_header_bytes {
             return Err(Part10Error::HeaderTooLarge(self.profile.max_header_bytes));
         }
         Ok(())
+    }
+
+    /// A value the engine interprets, read into memory: at most [`MAX_INTERPRETED_BYTES`].
+    fn interpreted_value(&mut self, header: &Header) -> Result<Vec<u8>, Part10Error> {
+        if u64::from(header.length) > MAX_INTERPRETED_BYTES {
+            return Err(Part10Error::Corrupt(format!(
+                "({:04X},{:04X}) is longer than {} bytes",
+                header.group(),
+                header.element(),
+                MAX_INTERPRETED_BYTES
+            )));
+        }
+        self.reader.value(header.length, MAX_INTERPRETED_BYTES)
     }
 
     /// Whether a top-level element is one the caller asked to capture (a single value).
@@ -388,6 +427,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         end: Option<u64>,
         emit: bool,
     ) -> Result<(), Part10Error> {
+        let mut previous = None;
         loop {
             if let Some(end) = end {
                 match self.reader.position().cmp(&end) {
@@ -400,7 +440,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                     std::cmp::Ordering::Less => {}
                 }
             }
-            self.check_header_bound()?;
+            self.check_header_bound(self.reader.position())?;
             let Some(tag) = self.reader.tag(syntax)? else {
                 return Err(Part10Error::Corrupt(
                     "the file ends inside a sequence item".into(),
@@ -410,6 +450,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
             if tag == ITEM_DELIMITER && end.is_none() {
                 return Ok(());
             }
+            in_order(&mut previous, tag)?;
             if tag >> 16 == 0xFFFE {
                 return Err(Part10Error::Corrupt(format!(
                     "an unexpected item tag (FFFE,{:04X}) inside an item",
@@ -461,18 +502,23 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
             return self.skip_element(header, syntax, depth);
         }
         let items = Self::items_syntax(&header, syntax)?;
-        let source = match depth == 0 && self.captures(&header, syntax)? {
-            true => {
-                let value = self
-                    .reader
-                    .value(header.length, self.profile.max_header_bytes)?;
-                self.walked
-                    .captured
-                    .push((header.tag, header.vr.unwrap_or(VR::UN), value.clone()));
-                Source::Memory(value)
-            }
-            false => Source::Stream,
+        let source = if depth == 0 && self.captures(&header, syntax)? {
+            let value = self.interpreted_value(&header)?;
+            self.walked
+                .captured
+                .push((header.tag, header.vr.unwrap_or(VR::UN), value.clone()));
+            Source::Memory(value)
+        } else if header.tag == BURNED_IN_ANNOTATION && items.is_none() {
+            Source::Memory(self.interpreted_value(&header)?)
+        } else {
+            Source::Stream
         };
+        if let (BURNED_IN_ANNOTATION, Source::Memory(value)) = (header.tag, &source) {
+            let yes = String::from_utf8_lossy(value)
+                .split('\\')
+                .any(|v| v.trim_matches(['\0', ' ']).eq_ignore_ascii_case("YES"));
+            self.walked.burned_in_annotation |= yes;
+        }
         let vr = effective_vr(&header);
         match (decide(&header, items.is_some()), items) {
             (Decision::Remove, _) => self.skip_value(header, syntax, depth, source),
@@ -520,9 +566,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
             (Decision::ReplaceUids | Decision::ShiftDates, None) => {
                 let value = match source {
                     Source::Memory(value) => value,
-                    Source::Stream => self
-                        .reader
-                        .value(header.length, self.profile.max_header_bytes)?,
+                    Source::Stream => self.interpreted_value(&header)?,
                 };
                 let text = String::from_utf8_lossy(&value);
                 let values = text.trim_end_matches(['\0', ' ']).split('\\');
@@ -540,8 +584,16 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                         .map(|dt| shift_date_time(dt.trim(), self.profile.shift_days))
                         .collect(),
                 };
-                self.writer
-                    .element(header.tag, vr, &padded(&replaced.join("\\"), vr))?;
+                let replaced = padded(&replaced.join("\\"), vr);
+                self.growth += replaced.len() as i64 - value.len() as i64;
+                if self.growth > MAX_GROWTH_BYTES || replaced.len() > usize::from(u16::MAX) {
+                    return Err(Part10Error::Corrupt(format!(
+                        "({:04X},{:04X}) holds more UIDs or dates than can be replaced",
+                        header.group(),
+                        header.element()
+                    )));
+                }
+                self.writer.element(header.tag, vr, &replaced)?;
                 Ok(())
             }
         }
@@ -702,6 +754,20 @@ fn effective_vr(header: &Header) -> VR {
     }
 }
 
+/// Attributes of a data set ascend by tag, each once (PS3.5 7.1): a repeated or misplaced
+/// one is refused (which of two values would a reader believe?).
+fn in_order(previous: &mut Option<u32>, tag: u32) -> Result<(), Part10Error> {
+    if previous.is_some_and(|p| tag <= p) {
+        return Err(Part10Error::Corrupt(format!(
+            "({:04X},{:04X}) is out of order or repeated (attributes must ascend by tag, PS3.5 7.1)",
+            tag >> 16,
+            tag & 0xFFFF
+        )));
+    }
+    *previous = Some(tag);
+    Ok(())
+}
+
 /// The table's action for one element, resolved (see the module documentation).
 fn decide(header: &Header, is_sequence: bool) -> Decision {
     let (group, element) = (header.group(), header.element());
@@ -710,9 +776,10 @@ fn decide(header: &Header, is_sequence: bool) -> Decision {
         debug_assert_eq!(PRIVATE, Action::X);
         return Decision::Remove;
     }
-    if element == 0 || group == 0x0002 || header.tag == 0xFFFC_FFFC {
-        // Group lengths (retired, and wrong once attributes go), file meta attributes
-        // misplaced in the data set, Data Set Trailing Padding.
+    if element == 0 || group == 0x0000 || group == 0x0002 || header.tag == 0xFFFC_FFFC {
+        // Group lengths (retired, and wrong once attributes go), command attributes (PS3.7,
+        // never part of a stored object) and file meta attributes misplaced in the data set,
+        // Data Set Trailing Padding.
         return Decision::Remove;
     }
     let vr = effective_vr(header);
@@ -776,11 +843,29 @@ fn shift_date(value: &str, days: u32) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `rest` is what a DT value may hold after its date (PS3.5 Table 6.2-1): `HH`,
+/// `HHMM`, `HHMMSS` or `HHMMSS.F` to `.FFFFFF`, then optionally `+ZZXX` or `-ZZXX`.
+fn is_time_and_offset(rest: &str) -> bool {
+    let (time, offset) = match rest.find(['+', '-']) {
+        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+        None => (rest, None),
+    };
+    let (whole, fraction) = match time.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (time, None),
+    };
+    let digits = |v: &str| v.bytes().all(|b| b.is_ascii_digit());
+    digits(whole)
+        && [0, 2, 4, 6].contains(&whole.len())
+        && fraction.is_none_or(|f| whole.len() == 6 && (1..=6).contains(&f.len()) && digits(f))
+        && offset.is_none_or(|o| o.len() == 4 && digits(o))
+}
+
 /// A DT value (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`) with its date moved back `days` and the time of
 /// day and offset kept; empty when it holds no whole date (`YYYY` or `YYYYMM` alone).
 fn shift_date_time(value: &str, days: u32) -> String {
     match (value.get(..8), value.get(8..)) {
-        (Some(date), Some(rest)) => {
+        (Some(date), Some(rest)) if is_time_and_offset(rest) => {
             let shifted = shift_date(date, days);
             if shifted.is_empty() {
                 String::new()

@@ -81,6 +81,15 @@ pub fn png<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, Ima
             return Err(corrupt("PNG", "the first chunk is not IHDR"));
         }
         let keep = PNG_KEEP.contains(&&kind);
+        if keep && !png_length_fits(&kind, length) {
+            return Err(corrupt(
+                "PNG",
+                format!(
+                    "a {} chunk of {length} bytes breaks its format",
+                    String::from_utf8_lossy(&kind)
+                ),
+            ));
+        }
         let mut crc = crc32fast::Hasher::new();
         crc.update(&kind);
         if &kind == b"IHDR" || &kind == b"iCCP" {
@@ -142,6 +151,23 @@ pub fn png<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, Ima
     }
     output.flush().map_err(&io)?;
     Ok(dimensions.unwrap_or_default())
+}
+
+/// Whether a kept chunk's length is one its format allows (PNG 3rd edition 11.2-11.3), so a
+/// kept chunk cannot carry anything beyond what renders.
+fn png_length_fits(kind: &[u8; 4], length: u32) -> bool {
+    match kind {
+        b"IHDR" => length == 13,
+        b"IEND" => length == 0,
+        b"gAMA" => length == 4,
+        b"cHRM" => length == 32,
+        b"sRGB" => length == 1,
+        b"pHYs" => length == 9,
+        b"sBIT" => (1..=4).contains(&length),
+        b"PLTE" => length > 0 && length <= 768 && length % 3 == 0,
+        b"tRNS" => length <= 256,
+        _ => true, // IDAT (image data), iCCP (checked when it is read)
+    }
 }
 
 /// Reads a chunk's stored CRC and compares it with the computed one.
@@ -219,6 +245,12 @@ pub fn jpeg<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, Im
         }
         let mut data = vec![0u8; usize::from(length) - 2];
         input.read_exact(&mut data).map_err(&io)?;
+        if !jpeg_segment_fits(kind, &data) {
+            return Err(corrupt(
+                "JPEG",
+                format!("a segment FF{kind:02X} breaks its format"),
+            ));
+        }
         let segment = |out: &mut W, data: &[u8]| -> io::Result<()> {
             out.write_all(&[0xFF, kind])?;
             out.write_all(&(data.len() as u16 + 2).to_be_bytes())?;
@@ -261,6 +293,43 @@ pub fn jpeg<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, Im
             // Every other APPn, COM, JPGn, and anything else: dropped.
             _ => {}
         }
+    }
+}
+
+/// Whether a segment that is kept holds exactly what its format says (T.81 B.2.2-B.2.4,
+/// B.2.3, B.2.4.1-B.2.4.4), so nothing can ride along in a kept segment.
+fn jpeg_segment_fits(kind: u8, data: &[u8]) -> bool {
+    match kind {
+        // SOFn: P, Y, X, Nf, then 3 bytes per component.
+        0xC0..=0xCF if !matches!(kind, 0xC4 | 0xC8 | 0xCC) => {
+            data.len() >= 6 && data.len() == 6 + 3 * usize::from(data[5])
+        }
+        // SOS: Ns, 2 bytes per component, Ss, Se, Ah/Al.
+        0xDA => !data.is_empty() && data.len() == 1 + 2 * usize::from(data[0]) + 3,
+        // DRI: Ri. DNL: NL.
+        0xDD | 0xDC => data.len() == 2,
+        // DAC: Tc/Tb and Cs pairs.
+        0xCC => data.len() % 2 == 0,
+        // DQT: Pq/Tq, then 64 values of 1 or 2 bytes, repeated.
+        0xDB => {
+            let mut at = 0;
+            while at < data.len() {
+                at += 1 + if data[at] >> 4 == 0 { 64 } else { 128 };
+            }
+            at == data.len() && !data.is_empty()
+        }
+        // DHT: Tc/Th, 16 counts, then as many symbol values, repeated.
+        0xC4 => {
+            let mut at = 0;
+            while at < data.len() {
+                let Some(counts) = data.get(at + 1..at + 17) else {
+                    return false;
+                };
+                at += 17 + counts.iter().map(|c| usize::from(*c)).sum::<usize>();
+            }
+            at == data.len() && !data.is_empty()
+        }
+        _ => true, // APPn and COM are dropped or cut to their fixed parts
     }
 }
 
@@ -407,6 +476,22 @@ mod tests {
         }
     }
 
+    /// A scan header: one component, spectral selection 0-63.
+    const SOS: &[u8] = b"\x01\x01\x00\x00\x3F\x00";
+
+    /// A quantisation table (8-bit, table 0).
+    fn dqt() -> Vec<u8> {
+        [vec![0u8], vec![1u8; 64]].concat()
+    }
+
+    /// A Huffman table with one code of length 1.
+    fn dht() -> Vec<u8> {
+        let mut t = vec![0u8, 1];
+        t.extend_from_slice(&[0u8; 15]);
+        t.push(5);
+        t
+    }
+
     /// A JPEG marker segment with its length.
     fn segment(kind: u8, data: &[u8]) -> Vec<u8> {
         let mut s = vec![0xFF, kind];
@@ -431,9 +516,9 @@ mod tests {
         jpeg.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\x01canary extra"));
         jpeg.extend(segment(0xF1, b"canary JPG1"));
         jpeg.extend(segment(0xFE, b"canary comment"));
-        jpeg.extend(segment(0xDB, b"\0quant"));
+        jpeg.extend(segment(0xDB, &dqt()));
         jpeg.extend(segment(0xC0, b"\x08\0\x01\0\x01\x01\x01\x11\0"));
-        jpeg.extend(segment(0xDA, b"\x01\x01\x00"));
+        jpeg.extend(segment(0xDA, SOS));
         jpeg.extend_from_slice(&[0x12, 0x34, 0xFF, 0xD9]);
         let out = strip_jpeg(&jpeg).unwrap();
         let text = String::from_utf8_lossy(&out);
@@ -442,9 +527,9 @@ mod tests {
         expected.extend(segment(0xE0, b"JFIF\0\x01\x02\x00\x00\x48\x00\x48\x00\x00"));
         expected.extend(segment(0xE2, b"ICC_PROFILE\0\x01\x01profile"));
         expected.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\x01"));
-        expected.extend(segment(0xDB, b"\0quant"));
+        expected.extend(segment(0xDB, &dqt()));
         expected.extend(segment(0xC0, b"\x08\0\x01\0\x01\x01\x01\x11\0"));
-        expected.extend(segment(0xDA, b"\x01\x01\x00"));
+        expected.extend(segment(0xDA, SOS));
         expected.extend_from_slice(&[0x12, 0x34, 0xFF, 0xD9]);
         assert_eq!(out, expected);
     }
@@ -453,7 +538,7 @@ mod tests {
     fn jpeg_scans_keep_fill_bytes_before_restart_markers_and_a_second_soi_is_refused() {
         let mut jpeg = vec![0xFF, 0xD8];
         jpeg.extend(segment(0xC0, b"\x08\0\x01\0\x01\x01\x01\x11\0"));
-        jpeg.extend(segment(0xDA, b"\x01\x01\x00"));
+        jpeg.extend(segment(0xDA, SOS));
         jpeg.extend_from_slice(&[0x12, 0xFF, 0xFF, 0xD0, 0x34, 0xFF, 0xFF, 0xFF, 0xD1, 0x56]);
         jpeg.extend_from_slice(&[0xFF, 0xFF, 0xD9]);
         let out = strip_jpeg(&jpeg).unwrap();
@@ -472,9 +557,60 @@ mod tests {
         random.extend_from_slice(b"random bytes, not a marker\xFF\xD9");
         assert!(strip_jpeg(&random).is_err());
         let mut no_frame = vec![0xFF, 0xD8];
-        no_frame.extend(segment(0xDA, b"\x01\x01\x00"));
+        no_frame.extend(segment(0xDA, SOS));
         no_frame.extend_from_slice(&[0x12, 0xFF, 0xD9]);
         assert!(strip_jpeg(&no_frame).is_err());
+    }
+
+    #[test]
+    fn kept_segments_and_chunks_carry_only_their_format() {
+        let frame = segment(0xC0, b"\x08\0\x01\0\x01\x01\x01\x11\0");
+        for (name, extra) in [
+            (
+                "DQT with text",
+                segment(0xDB, &[dqt(), b"CNRY".to_vec()].concat()),
+            ),
+            (
+                "DHT with text",
+                segment(0xC4, &[dht(), b"CNRY".to_vec()].concat()),
+            ),
+            ("DRI with text", segment(0xDD, b"\0\x10CNRY")),
+        ] {
+            let mut jpeg = vec![0xFF, 0xD8];
+            jpeg.extend(extra);
+            jpeg.extend(frame.clone());
+            jpeg.extend(segment(0xDA, SOS));
+            jpeg.extend_from_slice(&[0x12, 0xFF, 0xD9]);
+            assert!(strip_jpeg(&jpeg).is_err(), "{name}");
+        }
+        let mut sof_tail = vec![0xFF, 0xD8];
+        sof_tail.extend(segment(0xC0, b"\x08\0\x01\0\x01\x01\x01\x11\0CNRY"));
+        assert!(strip_jpeg(&sof_tail).is_err(), "SOF with text");
+        for (name, extra) in [
+            (
+                "pHYs with text",
+                chunk(b"pHYs", &[[0u8; 9].as_slice(), b"CNRY"].concat()),
+            ),
+            ("gAMA with text", chunk(b"gAMA", b"\0\0\0\x01CNRY")),
+        ] {
+            let png = [
+                PNG_SIGNATURE.to_vec(),
+                ihdr(),
+                extra,
+                chunk(b"IDAT", b"x"),
+                chunk(b"IEND", b""),
+            ]
+            .concat();
+            assert!(strip_png(&png).is_err(), "{name}");
+        }
+        let iend_with_data = [
+            PNG_SIGNATURE.to_vec(),
+            ihdr(),
+            chunk(b"IDAT", b"x"),
+            chunk(b"IEND", b"CNRY"),
+        ]
+        .concat();
+        assert!(strip_png(&iend_with_data).is_err(), "IEND with data");
     }
 
     #[test]
@@ -484,12 +620,12 @@ mod tests {
         // metadata appended after the first EOI.
         let mut jpeg = vec![0xFF, 0xD8];
         jpeg.extend(segment(0xC2, b"\x08\x00\x04\x00\x04\x01\x01\x11\x00"));
-        jpeg.extend(segment(0xDA, b"\x01\x01\x00"));
+        jpeg.extend(segment(0xDA, SOS));
         jpeg.extend_from_slice(&[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]);
-        jpeg.extend(segment(0xC4, b"\x00table"));
+        jpeg.extend(segment(0xC4, &dht()));
         jpeg.extend(segment(0xFE, b"canary between scans"));
         jpeg.extend(segment(0xE1, b"Exif\0\0canary between scans"));
-        jpeg.extend(segment(0xDA, b"\x01\x01\x00"));
+        jpeg.extend(segment(0xDA, SOS));
         jpeg.extend_from_slice(&[0x78, 0xFF, 0xD9]);
         let image = jpeg.clone();
         jpeg.extend_from_slice(&[0xFF, 0xD8]);

@@ -107,7 +107,10 @@ pub fn check<R: std::io::Read>(input: R, max_header_bytes: u64) -> Result<DicomH
         Ok(())
     };
     write(&mut writer).map_err(|e| ImageError::Corrupt("DICOM", e.to_string()))?;
-    read_header(&file).map_err(|e| ImageError::Corrupt("DICOM", e))
+    let mut header = read_header(&file).map_err(|e| ImageError::Corrupt("DICOM", e))?;
+    // YES in any Burned In Annotation the copy would keep (any VR, any depth, any value).
+    header.burned_in_annotation |= walked.burned_in_annotation;
+    Ok(header)
 }
 
 /// Reads the header of a DICOM file held in memory (preamble included), stopping at Pixel
@@ -386,9 +389,15 @@ mod tests {
         // A file cut short is refused, before or inside Pixel Data.
         assert!(check(&file[..200], 1 << 20).is_err());
         assert!(check(&file[..file.len() - 4], 1 << 20).is_err());
-        // So is a header over the bound.
+        // The bound is on where Pixel Data starts: exactly there is accepted, a byte less not.
+        let pixel_data_at = file.len() - (12 + 24);
+        assert_eq!(
+            &file[pixel_data_at..pixel_data_at + 4],
+            &[0xE0, 0x7F, 0x10, 0x00]
+        );
+        assert!(check(file.as_slice(), pixel_data_at as u64).is_ok());
         assert!(matches!(
-            check(file.as_slice(), 100),
+            check(file.as_slice(), pixel_data_at as u64 - 1),
             Err(ImageError::HeaderTooLarge(_))
         ));
     }

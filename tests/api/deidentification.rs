@@ -1020,3 +1020,137 @@ async fn a_sequence_written_as_un_is_de_identified_like_any_sequence() {
     );
     assert!(item.element(tags::REFERRING_PHYSICIAN_ADDRESS).is_err());
 }
+
+/// A Part 10 file written element by element as given (any order, duplicates allowed), with
+/// 16 bytes of native Pixel Data last unless `elements` holds some.
+fn raw_file(transfer_syntax: &str, class: &str, elements: &[(u32, VR, Vec<u8>)]) -> Vec<u8> {
+    use medlabel::imaging::part10::{padded, Part10Writer, Syntax};
+    let mut out = Vec::new();
+    let mut w = Part10Writer::new(&mut out, Syntax::of(transfer_syntax).unwrap());
+    let sop = unique_uid();
+    w.file_meta(&[
+        (0x0002_0001, VR::OB, vec![0, 1]),
+        (0x0002_0002, VR::UI, class.as_bytes().to_vec()),
+        (0x0002_0003, VR::UI, padded(&sop, VR::UI)),
+        (0x0002_0010, VR::UI, padded(transfer_syntax, VR::UI)),
+    ])
+    .unwrap();
+    w.element(0x0008_0016, VR::UI, &padded(SECONDARY_CAPTURE, VR::UI))
+        .unwrap();
+    w.element(0x0008_0018, VR::UI, &padded(&sop, VR::UI))
+        .unwrap();
+    for (tag, vr, value) in elements {
+        w.element(*tag, *vr, value).unwrap();
+    }
+    if !elements.iter().any(|(t, _, _)| *t == 0x7FE0_0010) {
+        w.element(0x7FE0_0010, VR::OB, &[7u8; 16]).unwrap();
+    }
+    out
+}
+
+#[actix_web::test]
+async fn crafted_dicom_is_refused_or_cleaned_never_passed_through() {
+    let app = TestApp::spawn().await;
+    let doctor = app.token_client(&[Role::Doctor]).await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let sc = SECONDARY_CAPTURE;
+    let burned = |value: &[u8], vr: VR| (0x0028_0301u32, vr, value.to_vec());
+    // Refused at upload (422 on `file`): repeated or misplaced attributes, a UID list built to
+    // multiply the copy, a file meta class that is not a UID.
+    let ones = "1\\".repeat(20_000) + "1";
+    for (name, file) in [
+        (
+            "repeated",
+            raw_file(
+                EXPLICIT_LE,
+                sc,
+                &[burned(b"YES ", VR::CS), burned(b"NO", VR::CS)],
+            ),
+        ),
+        (
+            "out of order",
+            raw_file(
+                EXPLICIT_LE,
+                sc,
+                &[
+                    (0x0010_0030, VR::DA, b"19800101".to_vec()),
+                    (0x0010_0010, VR::PN, b"Doe^Jane".to_vec()),
+                ],
+            ),
+        ),
+        (
+            "uid bomb",
+            raw_file(
+                IMPLICIT_LE,
+                sc,
+                &[(0x0008_0014, VR::UI, ones.clone().into_bytes())],
+            ),
+        ),
+        ("meta class", raw_file(EXPLICIT_LE, "CNRY^DOE^JOHN ", &[])),
+    ] {
+        let res = doctor.upload(&file, "crafted.dcm", None).await;
+        assert_eq!(res.status.as_u16(), 422, "{name}: {}", res.text);
+    }
+    // Burned In Annotation YES in any VR, any value, or inside a kept sequence: withheld.
+    let mut functional_group = InMemDicomObject::new_empty();
+    functional_group.put(element(0x0028_0301, VR::CS, "YES".into()));
+    let nested = image_file(
+        EXPLICIT_LE,
+        &[(0x0008_0018, VR::UI, &unique_uid())],
+        None,
+        |o| {
+            o.put(sequence(0x5200_9229, vec![functional_group]));
+        },
+    );
+    for (name, file) in [
+        ("UN", raw_file(EXPLICIT_LE, sc, &[burned(b"YES ", VR::UN)])),
+        (
+            "multi-valued",
+            raw_file(EXPLICIT_LE, sc, &[burned(b"NO\\YES", VR::CS)]),
+        ),
+        ("nested", nested),
+    ] {
+        let res = doctor.upload(&file, "burned.dcm", None).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{name}: {}", res.text);
+        let id = res.body["id"].as_str().unwrap();
+        let seen = researcher.get(&format!("/api/v1/images/{id}")).await;
+        assert_eq!(seen.body["withheld"], true, "{name}");
+        let file = researcher.get(&format!("/api/v1/images/{id}/file")).await;
+        assert!(file.problem(403)["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/withheld"));
+    }
+    // Free text after a date-time's date, and command attributes: not in the copy.
+    let file = raw_file(
+        EXPLICIT_LE,
+        sc,
+        &[(0x0008_002A, VR::DT, b"20240101120000CNRY DOE MRN".to_vec())],
+    );
+    let (_, copy) = upload_and_copy(&doctor, &researcher, &file).await;
+    assert!(!contains(&copy, b"CNRY"));
+    let command = raw_file(
+        EXPLICIT_LE,
+        sc,
+        &[(0x0000_0902, VR::LO, b"CNRY ERROR COMMENTS ".to_vec())],
+    );
+    // (0000,0902) sorts before (0008,0016): write it first by hand.
+    let at = command
+        .windows(4)
+        .position(|w| w == [0x00, 0x00, 0x02, 0x09])
+        .unwrap();
+    let end = at + 8 + 20;
+    let meta_end = command
+        .windows(4)
+        .position(|w| w == [0x08, 0x00, 0x16, 0x00])
+        .unwrap();
+    let reordered = [
+        &command[..meta_end],
+        &command[at..end],
+        &command[meta_end..at],
+        &command[end..],
+    ]
+    .concat();
+    let (_, copy) = upload_and_copy(&doctor, &researcher, &reordered).await;
+    assert!(!contains(&copy, b"CNRY"));
+}
