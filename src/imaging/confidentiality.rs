@@ -250,6 +250,8 @@ pub fn deidentify_dicom<R: Read, W: Write>(
             burned_in_annotation: false,
         },
         growth: 0,
+        jpeg_frames: JPEG_PROCESS_SYNTAXES.contains(&transfer_syntax.as_str()),
+        number_of_frames: 1,
     };
     engine.top_level(syntax, first_tag)?;
     engine.writer.raw().flush()?;
@@ -334,7 +336,44 @@ struct Engine<'a, R, W> {
     walked: Walked,
     /// Bytes replaced values added so far.
     growth: i64,
+    /// The transfer syntax is a JPEG process (T.81): encapsulated frames are walked.
+    jpeg_frames: bool,
+    /// Number of Frames (0028,0008), 1 when absent.
+    number_of_frames: u32,
 }
+
+/// The largest JPEG frame of an encapsulated DICOM (held in memory while it is walked).
+const MAX_JPEG_FRAME_BYTES: usize = 64 << 20;
+
+/// A buffer that refuses to grow beyond [`MAX_JPEG_FRAME_BYTES`].
+struct LimitedBuffer(Vec<u8>);
+
+impl Write for LimitedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_JPEG_FRAME_BYTES {
+            return Err(std::io::Error::other("a JPEG frame is larger than 64 MiB"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// JPEG processes whose frames are ITU-T T.81 images: baseline, extended, lossless (PS3.5
+/// A.4.1).
+const JPEG_PROCESS_SYNTAXES: [&str; 4] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+];
+/// Number of Frames (0028,0008).
+const NUMBER_OF_FRAMES: u32 = 0x0028_0008;
+/// Extended Offset Table (7FE0,0001) and its Lengths (7FE0,0002): wrong once frames change.
+const EXTENDED_OFFSET_TABLE: [u32; 2] = [0x7FE0_0001, 0x7FE0_0002];
 
 impl<R: Read, W: Write> Engine<'_, R, W> {
     fn top_level(&mut self, syntax: Syntax, first_tag: u32) -> Result<(), Part10Error> {
@@ -427,7 +466,6 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         end: Option<u64>,
         emit: bool,
     ) -> Result<(), Part10Error> {
-        let mut previous = None;
         loop {
             if let Some(end) = end {
                 match self.reader.position().cmp(&end) {
@@ -450,7 +488,6 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
             if tag == ITEM_DELIMITER && end.is_none() {
                 return Ok(());
             }
-            in_order(&mut previous, tag)?;
             if tag >> 16 == 0xFFFE {
                 return Err(Part10Error::Corrupt(format!(
                     "an unexpected item tag (FFFE,{:04X}) inside an item",
@@ -508,7 +545,9 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                 .captured
                 .push((header.tag, header.vr.unwrap_or(VR::UN), value.clone()));
             Source::Memory(value)
-        } else if header.tag == BURNED_IN_ANNOTATION && items.is_none() {
+        } else if (header.tag == BURNED_IN_ANNOTATION || header.tag == NUMBER_OF_FRAMES)
+            && items.is_none()
+        {
             Source::Memory(self.interpreted_value(&header)?)
         } else {
             Source::Stream
@@ -518,6 +557,20 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                 .split('\\')
                 .any(|v| v.trim_matches(['\0', ' ']).eq_ignore_ascii_case("YES"));
             self.walked.burned_in_annotation |= yes;
+        }
+        if let (NUMBER_OF_FRAMES, 0, Source::Memory(value)) = (header.tag, depth, &source) {
+            let text = String::from_utf8_lossy(value);
+            self.number_of_frames = text
+                .trim_matches(['\0', ' '])
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    Part10Error::Corrupt(format!("Number of Frames (0028,0008) is {text:?}"))
+                })?;
+        }
+        if self.jpeg_frames && EXTENDED_OFFSET_TABLE.contains(&header.tag) {
+            return self.skip_value(header, syntax, depth, source);
         }
         let vr = effective_vr(&header);
         match (decide(&header, items.is_some()), items) {
@@ -692,9 +745,62 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         }
     }
 
+    /// Encapsulated JPEG (ITU-T T.81) frames: their fragments read as one stream, each of the
+    /// Number of Frames images walked by the JPEG allow-list ([`super::deidentify::jpeg_stream`],
+    /// so no APPn, COM or appended data rides along in the pixels) and written as one fragment
+    /// of its own, after an empty Basic Offset Table (PS3.5 A.4). Whatever follows the last
+    /// frame is dropped.
+    fn jpeg_fragments(&mut self, header: Header, syntax: Syntax) -> Result<(), Part10Error> {
+        self.writer.header(header.tag, VR::OB, UNDEFINED_LENGTH)?;
+        // The Basic Offset Table (first item): offsets change, so it is written empty.
+        match self.reader.header(syntax)? {
+            Some(table) if table.tag == ITEM && table.length != UNDEFINED_LENGTH => {
+                self.reader.skip(u64::from(table.length))?
+            }
+            _ => {
+                return Err(Part10Error::Corrupt(
+                    "encapsulated Pixel Data does not start with its offset table".into(),
+                ))
+            }
+        }
+        self.writer.item(ITEM, 0)?;
+        let mut fragments = std::io::BufReader::with_capacity(
+            64 << 10,
+            Fragments {
+                reader: &mut self.reader,
+                syntax,
+                left_in_item: 0,
+                done: false,
+            },
+        );
+        for frame in 0..self.number_of_frames {
+            let mut image = LimitedBuffer(Vec::new());
+            super::deidentify::jpeg_stream(&mut fragments, &mut image).map_err(|e| {
+                Part10Error::Corrupt(format!(
+                    "frame {} of the encapsulated Pixel Data: {e}",
+                    frame + 1
+                ))
+            })?;
+            let mut image = image.0;
+            if image.len() % 2 == 1 {
+                image.push(0); // fragments have even length (PS3.5 A.4)
+            }
+            let length = u32::try_from(image.len())
+                .map_err(|_| Part10Error::Corrupt("a JPEG frame is too long".into()))?;
+            self.writer.item(ITEM, length)?;
+            self.writer.raw().write_all(&image)?;
+        }
+        std::io::copy(&mut fragments, &mut std::io::sink())?;
+        self.writer.item(SEQUENCE_DELIMITER, 0)?;
+        Ok(())
+    }
+
     /// Pixel Data: a defined-length value copied (or skipped) in blocks, or encapsulated
     /// fragments (PS3.5 A.4), each an item of defined length, up to the sequence delimiter.
     fn pixels(&mut self, header: Header, syntax: Syntax, emit: bool) -> Result<(), Part10Error> {
+        if emit && self.jpeg_frames && header.length == UNDEFINED_LENGTH {
+            return self.jpeg_fragments(header, syntax);
+        }
         let vr = header.vr.unwrap_or(VR::OW);
         if header.length != UNDEFINED_LENGTH {
             if emit {
@@ -754,8 +860,10 @@ fn effective_vr(header: &Header) -> VR {
     }
 }
 
-/// Attributes of a data set ascend by tag, each once (PS3.5 7.1): a repeated or misplaced
-/// one is refused (which of two values would a reader believe?).
+/// Attributes of the top-level data set ascend by tag, each once (PS3.5 7.1): a repeated or
+/// misplaced one is refused (which of two values would a reader believe, and where would the
+/// inserted attributes go?). Inside sequence items every element is judged on its own, so
+/// order does not matter there and is not enforced.
 fn in_order(previous: &mut Option<u32>, tag: u32) -> Result<(), Part10Error> {
     if previous.is_some_and(|p| tag <= p) {
         return Err(Part10Error::Corrupt(format!(
@@ -766,6 +874,46 @@ fn in_order(previous: &mut Option<u32>, tag: u32) -> Result<(), Part10Error> {
     }
     *previous = Some(tag);
     Ok(())
+}
+
+/// The bytes of encapsulated fragments one after the other (their item headers read on the
+/// way), up to the sequence delimiter: the stream of JPEG images a frame may span fragments of.
+struct Fragments<'a, R> {
+    reader: &'a mut Part10Reader<R>,
+    syntax: Syntax,
+    left_in_item: u64,
+    done: bool,
+}
+
+impl<R: Read> Read for Fragments<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.left_in_item == 0 {
+            if self.done {
+                return Ok(0);
+            }
+            let next = self
+                .reader
+                .header(self.syntax)
+                .map_err(std::io::Error::other)?;
+            match next {
+                Some(item) if item.tag == ITEM && item.length != UNDEFINED_LENGTH => {
+                    self.left_in_item = u64::from(item.length);
+                }
+                Some(item) if item.tag == SEQUENCE_DELIMITER => self.done = true,
+                _ => {
+                    return Err(std::io::Error::other(
+                        "encapsulated Pixel Data holds something other than fragments",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.left_in_item as usize);
+        self.reader
+            .fill(&mut buf[..n])
+            .map_err(std::io::Error::other)?;
+        self.left_in_item -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The table's action for one element, resolved (see the module documentation).

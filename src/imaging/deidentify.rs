@@ -201,11 +201,27 @@ fn byte<R: Read>(input: &mut R) -> Result<u8, ImageError> {
 /// `output`; its dimensions (from the frame header). Errors: no `SOI`, anything but a marker
 /// where one must be, a segment or scan running past the end, a second `SOI`, a scan before
 /// any frame header, no scan.
-pub fn jpeg<R: Read, W: Write>(input: R, mut output: W) -> Result<Dimensions, ImageError> {
+pub fn jpeg<R: Read, W: Write>(input: R, output: W) -> Result<Dimensions, ImageError> {
+    jpeg_stream(&mut BufReader::with_capacity(64 << 10, input), output)
+}
+
+/// [`jpeg`] on a buffered reader, which is left just after the first `EOI` (for a stream of
+/// several images, such as the frames of an encapsulated DICOM).
+pub fn jpeg_stream<R: BufRead, W: Write>(
+    input: &mut R,
+    mut output: W,
+) -> Result<Dimensions, ImageError> {
     let io = io_error("JPEG");
-    let mut input = BufReader::with_capacity(64 << 10, input);
-    if byte(&mut input)? != 0xFF || byte(&mut input)? != 0xD8 {
-        return Err(corrupt("JPEG", "it does not start with SOI"));
+    let mut input = input;
+    // The image starts at its SOI. A file starts there (its type was decided by it); a frame
+    // of an encapsulated DICOM may follow the padding of the fragment before, which is dropped.
+    let mut previous = 0u8;
+    loop {
+        let current = byte(&mut input)?;
+        if previous == 0xFF && current == 0xD8 {
+            break;
+        }
+        previous = current;
     }
     output.write_all(&[0xFF, 0xD8]).map_err(&io)?;
     let mut dimensions: Option<Dimensions> = None;

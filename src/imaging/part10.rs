@@ -306,6 +306,13 @@ impl<R: Read> Part10Reader<R> {
         Ok(value)
     }
 
+    /// Fills `buf` from the stream.
+    pub fn fill(&mut self, buf: &mut [u8]) -> Result<(), Part10Error> {
+        self.inner.read_exact(buf)?;
+        self.position += buf.len() as u64;
+        Ok(())
+    }
+
     /// Skips `length` bytes.
     pub fn skip(&mut self, length: u64) -> Result<(), Part10Error> {
         self.copy(length, &mut io::sink())

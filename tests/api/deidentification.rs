@@ -652,19 +652,27 @@ async fn references_between_files_of_a_study_resolve_in_the_copies() {
 }
 
 #[actix_web::test]
-async fn encapsulated_pixel_data_is_copied_fragment_for_fragment() {
+async fn encapsulated_pixel_data_is_copied_or_cleaned_frame_by_frame() {
     let app = TestApp::spawn().await;
     let doctor = app.token_client(&[Role::Doctor]).await;
     let researcher = app.token_client(&[Role::Researcher]).await;
-    let fragments = vec![b"\xFF\xD8fragment one\xFF\xD9".to_vec(), vec![0xAB; 4000]];
-    let sop = unique_uid();
+    let attributes = |sop: &str| {
+        vec![
+            (0x0008_0018u32, VR::UI, sop.to_owned()),
+            (0x0010_0010, VR::PN, "CNRY^ENCAPSULATED".to_owned()),
+            (0x0010_0020, VR::LO, "CNRY-ENC-1".to_owned()),
+            (0x0028_0008, VR::IS, "2".to_owned()),
+        ]
+    };
+    let borrow = |a: &[(u32, VR, String)]| -> Vec<(u32, VR, String)> { a.to_vec() };
+    // RLE: fragments are copied as they are.
+    let fragments = vec![vec![0xAB; 64], vec![0xCD; 4000]];
+    let rle = borrow(&attributes(&unique_uid()));
     let file = image_file(
-        JPEG_BASELINE,
-        &[
-            (0x0008_0018, VR::UI, sop.as_str()),
-            (0x0010_0010, VR::PN, "CNRY^ENCAPSULATED"),
-            (0x0010_0020, VR::LO, "CNRY-ENC-1"),
-        ],
+        "1.2.840.10008.1.2.5",
+        &rle.iter()
+            .map(|(t, v, s)| (*t, *v, s.as_str()))
+            .collect::<Vec<_>>(),
         Some(fragments.clone()),
         |o| private_block(o, "CNRY-ENC-PRIVATE"),
     );
@@ -673,10 +681,64 @@ async fn encapsulated_pixel_data_is_copied_fragment_for_fragment() {
     let object = read(&copy);
     assert_eq!(
         object.meta().transfer_syntax().trim_end_matches('\0'),
-        JPEG_BASELINE
+        "1.2.840.10008.1.2.5"
     );
     let pixel = object.element(tags::PIXEL_DATA).unwrap();
     assert_eq!(pixel.value().fragments().unwrap(), fragments.as_slice());
+
+    // JPEG: two frames, each carrying a comment and EXIF, the second split over two
+    // fragments, and a JPEG with an artist appended after the last: each frame is cleaned by
+    // the JPEG allow-list and becomes one fragment; nothing else is kept.
+    let frame = crate::fixtures::jpeg(8, 8);
+    let mut appended = vec![0xFF, 0xD8, 0xFF, 0xFE, 0x00, 0x10];
+    appended.extend_from_slice(b"CNRY ARTIST JPG");
+    appended.extend_from_slice(&frame[2..]);
+    let split = frame.len() / 2;
+    let mut last = frame[split..].to_vec();
+    last.extend_from_slice(&appended);
+    if last.len() % 2 == 1 {
+        last.push(0);
+    }
+    let mut first = frame.clone();
+    if first.len() % 2 == 1 {
+        first.push(0);
+    }
+    let mut middle = frame[..split].to_vec();
+    if middle.len() % 2 == 1 {
+        middle.pop();
+        last.insert(0, frame[split - 1]);
+    }
+    let jpeg = borrow(&attributes(&unique_uid()));
+    let file = image_file(
+        JPEG_BASELINE,
+        &jpeg
+            .iter()
+            .map(|(t, v, s)| (*t, *v, s.as_str()))
+            .collect::<Vec<_>>(),
+        Some(vec![first, middle, last]),
+        |_| {},
+    );
+    let (_, copy) = upload_and_copy(&doctor, &researcher, &file).await;
+    assert!(!contains(&copy, b"CNRY") && !contains(&copy, crate::fixtures::CANARY.as_bytes()));
+    let object = read(&copy);
+    let fragments = object
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .value()
+        .fragments()
+        .unwrap()
+        .to_vec();
+    assert_eq!(fragments.len(), 2, "one fragment per frame");
+    let mut clean = Vec::new();
+    medlabel::imaging::deidentify::jpeg(frame.as_slice(), &mut clean).unwrap();
+    for fragment in &fragments {
+        assert_eq!(
+            &fragment[..clean.len()],
+            clean.as_slice(),
+            "the frame, cleaned"
+        );
+        assert!(fragment.len() - clean.len() <= 1, "padding only");
+    }
 }
 
 #[actix_web::test]
