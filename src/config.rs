@@ -15,7 +15,7 @@
 //! | `MEDLABEL_SESSION_IDLE_SECS` | `1800` | idle timeout of a session |
 //! | `MEDLABEL_SESSION_MAX_SECS` | `43200` | absolute lifetime of a session |
 //! | `MEDLABEL_MAX_UPLOAD_BYTES` | `1073741824` | largest image upload |
-//! | `MEDLABEL_MAX_DICOM_HEADER_BYTES` | `67108864` | largest DICOM header (the attributes before Pixel Data); above it an upload is 413 |
+//! | `MEDLABEL_MAX_DICOM_HEADER_BYTES` | `67108864` | how far into a DICOM upload its Pixel Data may start; beyond it an upload is 413 |
 //! | `MEDLABEL_MAX_JSON_BYTES` | `1048576` | largest JSON body |
 //! | `MEDLABEL_INSECURE_COOKIES` | `0` | `1`: cookie `medlabel` without `Secure` (plain-HTTP dev only) |
 //! | `MEDLABEL_TRUSTED_PROXIES` | none | comma-separated addresses/CIDRs whose `X-Forwarded-For` is believed |
@@ -71,7 +71,8 @@ pub struct Settings {
     pub session_idle_secs: u64,
     pub session_max_secs: u64,
     pub max_upload_bytes: u64,
-    /// The most bytes a DICOM file may hold before its Pixel Data (413 above).
+    /// How far into a DICOM file (preamble and file meta included) its Pixel Data may start
+    /// (413 beyond).
     pub max_dicom_header_bytes: u64,
     pub max_json_bytes: usize,
     pub insecure_cookies: bool,

@@ -5,7 +5,8 @@
 //! touched):
 //! - objects under `images/` that no image row (deleted images included: a revert restores
 //!   them) names;
-//! - de-identified copies under `deidentified/` whose original no row names;
+//! - de-identified copies under `deidentified/` whose original no row names, and those no
+//!   longer served: builds a crash cut short, copies made under an older profile version;
 //! - probe objects under `health/` left by an interrupted health check;
 //! - on a `file://` store, the staging files of interrupted multipart uploads
 //!   (`<key>#<n>`, which the object listing does not show).
@@ -23,6 +24,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore as _, ObjectStoreExt as _};
 
 use crate::db::Db;
+use crate::imaging::confidentiality::PROFILE_VERSION;
 use crate::storage::Storage;
 
 /// How often a running server sweeps.
@@ -70,7 +72,8 @@ pub async fn sweep(db: &Db, storage: &Storage, grace: Duration) -> anyhow::Resul
         .collect();
     let mut swept = Swept::default();
     for meta in candidates {
-        let keep = original_key(&meta.location).is_some_and(|key| referenced.contains(&key));
+        let keep = original_key(&meta.location).is_some_and(|key| referenced.contains(&key))
+            && !abandoned_copy(&meta.location);
         if keep {
             continue;
         }
@@ -121,6 +124,19 @@ fn original_key(location: &Path) -> Option<String> {
     match first.as_ref() {
         "images" | "deidentified" => Some(format!("images/{}", id.as_ref())),
         _ => None,
+    }
+}
+
+/// A de-identified copy that is no longer served although its original is: a build a crash
+/// cut short (`deidentified/<id>/building/...`), or a copy made under other rules than
+/// [`PROFILE_VERSION`] (`deidentified/<id>/r<n>/...`).
+fn abandoned_copy(location: &Path) -> bool {
+    let parts: Vec<_> = location.parts().collect();
+    match parts.as_slice() {
+        [first, _, folder, ..] if first.as_ref() == "deidentified" => {
+            folder.as_ref() != format!("r{PROFILE_VERSION}")
+        }
+        _ => false,
     }
 }
 
@@ -186,5 +202,16 @@ mod tests {
         );
         assert_eq!(key("health/probe-1"), None);
         assert_eq!(key("images"), None);
+    }
+
+    #[test]
+    fn copies_that_are_not_served_are_abandoned() {
+        let current = format!("deidentified/0193/r{PROFILE_VERSION}/ab12");
+        assert!(!abandoned_copy(&Path::from(current.as_str())));
+        assert!(abandoned_copy(&Path::from(
+            "deidentified/0193/building/0194"
+        )));
+        assert!(abandoned_copy(&Path::from("deidentified/0193/r1/ab12")));
+        assert!(!abandoned_copy(&Path::from("images/0193")));
     }
 }

@@ -40,8 +40,11 @@ pub enum Part10Error {
          HTJ2K, RLE and MPEG; deflated data sets are not)"
     )]
     UnsupportedSyntax(String),
-    /// The attributes before Pixel Data, or one attribute's value, exceed the header bound.
-    #[error("the DICOM attributes before Pixel Data exceed the limit of {0} bytes")]
+    /// Pixel Data starts further into the file than the header bound.
+    #[error(
+        "the DICOM header is too large: Pixel Data starts more than {0} bytes into the file \
+         (MEDLABEL_MAX_DICOM_HEADER_BYTES)"
+    )]
     HeaderTooLarge(u64),
     /// No Pixel Data at the top level: a structured report, presentation state, key object...
     #[error(
@@ -298,7 +301,9 @@ impl<R: Read> Part10Reader<R> {
     /// A value of `length` bytes, read into memory; refused above `limit` bytes.
     pub fn value(&mut self, length: u32, limit: u64) -> Result<Vec<u8>, Part10Error> {
         if u64::from(length) > limit {
-            return Err(Part10Error::HeaderTooLarge(limit));
+            return Err(Part10Error::Corrupt(format!(
+                "a value of {length} bytes is longer than the {limit} bytes allowed here"
+            )));
         }
         let mut value = vec![0u8; length as usize];
         self.inner.read_exact(&mut value)?;
