@@ -16,7 +16,12 @@
 //! - at the top level, Patient's Name and Patient ID become the subject pseudonym, and Patient
 //!   Identity Removed, De-identification Method (+ Code Sequence) and Longitudinal Temporal
 //!   Information Modified are set;
-//! - Pixel Data (native or encapsulated) is copied through in blocks, never held in memory.
+//! - Pixel Data is copied through in blocks, never held in memory; under a JPEG process
+//!   transfer syntax each frame is walked by the JPEG allow-list instead (held in memory, at
+//!   most 64 MiB), so no `APPn`, comment or appended data rides along in the pixels;
+//! - Burned In Annotation is noted wherever it says `YES`, so the caller can withhold the
+//!   image; top-level attributes must ascend by tag (PS3.5 7.1); values the engine reads are
+//!   bounded, and replacing UIDs may not grow a file by more than 16 MiB.
 //!
 //! Sequences and items are re-written with undefined length, so nothing is buffered. Any
 //! error aborts the copy: a partly processed file is never presented as de-identified.
@@ -612,7 +617,7 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
                 self.skip_value(header, syntax, depth, source)
             }
             (Decision::Dummy, None) => {
-                let dummy = dummy_value(vr, syntax);
+                let dummy = dummy_value(vr);
                 self.writer.element(header.tag, vr, &dummy)?;
                 self.skip_value(header, syntax, depth, source)
             }
@@ -954,12 +959,11 @@ fn decide(header: &Header, is_sequence: bool) -> Decision {
     }
 }
 
-/// A fixed, non-empty dummy value of `vr` (PS3.15 E.3.1 `D`), even length, in `syntax`'s byte
-/// order.
-fn dummy_value(vr: VR, syntax: Syntax) -> Vec<u8> {
+/// A fixed, non-empty dummy value of `vr` (PS3.15 E.3.1 `D`), even length; binary ones are
+/// zeros, which read the same in either byte order.
+fn dummy_value(vr: VR) -> Vec<u8> {
     let text = |t: &str| padded(t, vr);
     let zeros = |n: usize| vec![0u8; n];
-    let _ = syntax; // zero bytes read the same in either byte order
     match vr {
         VR::AE | VR::CS | VR::LO | VR::LT | VR::PN | VR::SH | VR::ST | VR::UC | VR::UT => {
             text("ANONYMIZED")
