@@ -463,6 +463,16 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
             && Self::items_syntax(header, syntax)?.is_none())
     }
 
+    /// Whether the reader stands at `end`, the end of a defined-length item or sequence
+    /// (`None`: undefined length, ended by a delimiter); `overrun` when it has passed it.
+    fn reached(&self, end: Option<u64>, overrun: &str) -> Result<bool, Part10Error> {
+        match end.map(|end| self.reader.position().cmp(&end)) {
+            Some(std::cmp::Ordering::Equal) => Ok(true),
+            Some(std::cmp::Ordering::Greater) => Err(Part10Error::Corrupt(overrun.into())),
+            _ => Ok(false),
+        }
+    }
+
     /// The elements of one item, up to `end` (defined length) or its delimitation item.
     fn item(
         &mut self,
@@ -472,16 +482,8 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         emit: bool,
     ) -> Result<(), Part10Error> {
         loop {
-            if let Some(end) = end {
-                match self.reader.position().cmp(&end) {
-                    std::cmp::Ordering::Equal => return Ok(()),
-                    std::cmp::Ordering::Greater => {
-                        return Err(Part10Error::Corrupt(
-                            "an element runs past the end of its item".into(),
-                        ))
-                    }
-                    std::cmp::Ordering::Less => {}
-                }
+            if self.reached(end, "an element runs past the end of its item")? {
+                return Ok(());
             }
             self.check_header_bound(self.reader.position())?;
             let Some(tag) = self.reader.tag(syntax)? else {
@@ -709,16 +711,8 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         let end = (header.length != UNDEFINED_LENGTH)
             .then(|| self.reader.position() + u64::from(header.length));
         loop {
-            if let Some(end) = end {
-                match self.reader.position().cmp(&end) {
-                    std::cmp::Ordering::Equal => return Ok(()),
-                    std::cmp::Ordering::Greater => {
-                        return Err(Part10Error::Corrupt(
-                            "an item runs past the end of its sequence".into(),
-                        ))
-                    }
-                    std::cmp::Ordering::Less => {}
-                }
+            if self.reached(end, "an item runs past the end of its sequence")? {
+                return Ok(());
             }
             let Some(tag) = self.reader.tag(syntax)? else {
                 return Err(Part10Error::Corrupt(
