@@ -48,6 +48,18 @@ pub enum Command {
     },
     /// Print the OpenAPI document (what `openapi/openapi.json` holds).
     Openapi,
+    /// Write a dataset's export archive to a file: the same bytes as
+    /// `GET /api/v1/datasets/{id}/export?format=...` (a progress bar on a terminal).
+    ExportDataset {
+        /// The dataset's id.
+        id: String,
+        /// coco, yolo or csv
+        #[arg(long, value_parser = ["coco", "yolo", "csv"])]
+        format: String,
+        /// The ZIP file to write (replaced if it exists; written beside it first).
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
     /// Import a code list: TSV or TSV.gz with a header row (`code`, `long_description` or
     /// `description`, optional `short_description` and `billable`). Idempotent.
     ImportCodes {
@@ -119,6 +131,9 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Openapi => {
             print!("{}", crate::openapi::openapi_json());
             Ok(())
+        }
+        Command::ExportDataset { id, format, output } => {
+            export_dataset(settings, &id, &format, &output)
         }
         Command::CreateDummyData {
             doctors,
@@ -304,10 +319,11 @@ fn create_dummy_data(
     ))?;
     bar.finish_and_clear();
     println!(
-        "created {} users, {} images with {} diagnoses, {} labels and {} diseases (seed {}) in {:.1}s",
+        "created {} users, {} images with {} diagnoses and {} annotations, {} labels and {} diseases (seed {}) in {:.1}s",
         summary.users.len(),
         summary.images,
         summary.diagnoses,
+        summary.annotations,
         summary.labels,
         summary.diseases,
         options.seed,
@@ -323,5 +339,65 @@ fn create_dummy_data(
             user.token
         );
     }
+    Ok(())
+}
+
+fn export_dataset(
+    settings: Settings,
+    id: &str,
+    format: &str,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::export::{Exporter, Format};
+    let started = std::time::Instant::now();
+    let format = Format::from_name(format).context("format must be coco, yolo or csv")?;
+    let id = uuid::Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .map_err(|_| anyhow::anyhow!("{id:?} is not a dataset id (a UUID)"))?;
+    let state = AppState::open(settings)?;
+    state.db.migrate()?;
+    let (dataset, response) = {
+        let mut conn = state.db.get()?;
+        let dataset = crate::models::datasets::find(&mut conn, &id)
+            .map_err(|_| anyhow::anyhow!("no dataset has the id {id}"))?;
+        let response = crate::views::datasets::dataset_response(&mut conn, dataset.clone())?;
+        (dataset, response)
+    };
+    let directory = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let partial = tempfile::NamedTempFile::new_in(directory)
+        .with_context(|| format!("creating a file in {}", directory.display()))?;
+    let bar = indicatif::ProgressBar::new(dataset.image_count.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let counts = (response.image_count, response.annotation_count);
+    let file = actix_web::rt::System::new().block_on(async {
+        let exporter = Exporter::new(&state, tokio::runtime::Handle::current());
+        let bar = bar.clone();
+        let file = std::io::BufWriter::new(partial.reopen()?);
+        tokio::task::spawn_blocking(move || {
+            exporter
+                .write(&dataset, &response, format, file, &mut || bar.inc(1))
+                .map_err(anyhow::Error::from)
+        })
+        .await?
+    })?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    bar.finish_and_clear();
+    partial
+        .persist(output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "wrote {} ({} images, {} annotations, {}) in {:.1}s",
+        output.display(),
+        counts.0,
+        counts.1,
+        format.name(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -124,6 +124,7 @@ pub struct DummySummary {
     pub users: Vec<DummyUser>,
     pub images: usize,
     pub diagnoses: usize,
+    pub annotations: usize,
     pub labels: usize,
     pub diseases: usize,
 }
@@ -201,6 +202,7 @@ pub async fn create_dummy_data(
             let labels_here: Vec<String> = (0..rng.random_range(0..3))
                 .map(|_| label_ids[rng.random_range(0..label_ids.len())].clone())
                 .collect();
+            let regions = demo_regions(&mut rng, width, height, &label_ids);
             crate::db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
                 let belonging = match &header {
                     Some(header) => changes::images::Belonging::Dicom(header),
@@ -244,6 +246,17 @@ pub async fn create_dummy_data(
                     }
                 }
                 summary.diagnoses += done.len();
+                for (label, shape, geometry) in &regions {
+                    let request = changes::annotations::AnnotationRequest {
+                        label_id: label,
+                        shape,
+                        geometry,
+                        frame: None,
+                        note: None,
+                    };
+                    changes::annotations::create(conn, doctor, &change, &image.id, &request)?;
+                }
+                summary.annotations += regions.len();
                 Ok(())
             })?;
             summary.images += 1;
@@ -444,6 +457,48 @@ fn demo_patients(rng: &mut StdRng, count: usize) -> Vec<DemoPatient> {
             }
         })
         .collect()
+}
+
+/// One to three regions on a `width` x `height` image: boxes and polygons (a triangle or a
+/// quadrilateral) inside it, each with one of `labels`.
+fn demo_regions(
+    rng: &mut StdRng,
+    width: u32,
+    height: u32,
+    labels: &[String],
+) -> Vec<(String, &'static str, serde_json::Value)> {
+    let (w, h) = (f64::from(width), f64::from(height));
+    (0..rng.random_range(1..=3))
+        .map(|_| {
+            let label = labels[rng.random_range(0..labels.len())].clone();
+            // A region between a tenth and a third of the image, wholly inside it.
+            let (bw, bh) = (w * rng.random_range(0.1..0.33), h * rng.random_range(0.1..0.33));
+            let (x, y) = (rng.random_range(0.0..w - bw), rng.random_range(0.0..h - bh));
+            let round = |v: f64| (v * 10.0).round() / 10.0;
+            if rng.random_bool(0.5) {
+                let geometry = serde_json::json!({
+                    "x": round(x), "y": round(y), "width": round(bw).max(1.0), "height": round(bh).max(1.0)
+                });
+                (label, "box", fit_box(geometry, w, h))
+            } else {
+                let points = serde_json::json!([
+                    [round(x + bw / 2.0), round(y)],
+                    [round(x + bw), round(y + bh)],
+                    [round(x), round(y + bh * rng.random_range(0.5..1.0))],
+                ]);
+                (label, "polygon", serde_json::json!({ "points": points }))
+            }
+        })
+        .collect()
+}
+
+/// A box whose rounded size could cross the border, pulled back inside.
+fn fit_box(mut geometry: serde_json::Value, w: f64, h: f64) -> serde_json::Value {
+    let get = |g: &serde_json::Value, k: &str| g[k].as_f64().unwrap_or(0.0);
+    let (x, y) = (get(&geometry, "x"), get(&geometry, "y"));
+    geometry["width"] = get(&geometry, "width").min(w - x).into();
+    geometry["height"] = get(&geometry, "height").min(h - y).into();
+    geometry
 }
 
 /// A generated image: a PNG or JPEG without a patient, or (half of them) a small DICOM of one

@@ -180,18 +180,39 @@ impl From<crate::storage::deidentified::CopyError> for ApiError {
 }
 
 impl From<validator::ValidationErrors> for ApiError {
+    /// Field errors keyed by their path: `name`, and for a nested object `filter.modality`,
+    /// for a list `codes[1].code`.
     fn from(errs: validator::ValidationErrors) -> Self {
-        let mut errors = FieldErrors::new();
-        for (field, list) in errs.field_errors() {
-            let messages = list
-                .iter()
-                .map(|e| match &e.message {
-                    Some(m) => m.to_string(),
-                    None => format!("is invalid ({})", e.code),
-                })
-                .collect();
-            errors.insert(field.to_string(), messages);
+        fn flatten(prefix: &str, errs: &validator::ValidationErrors, out: &mut FieldErrors) {
+            use validator::ValidationErrorsKind;
+            for (field, kind) in errs.errors() {
+                let path = if prefix.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{prefix}.{field}")
+                };
+                match kind {
+                    ValidationErrorsKind::Field(list) => {
+                        let messages = list
+                            .iter()
+                            .map(|e| match &e.message {
+                                Some(m) => m.to_string(),
+                                None => format!("is invalid ({})", e.code),
+                            })
+                            .collect();
+                        out.insert(path, messages);
+                    }
+                    ValidationErrorsKind::Struct(inner) => flatten(&path, inner, out),
+                    ValidationErrorsKind::List(items) => {
+                        for (index, inner) in items {
+                            flatten(&format!("{path}[{index}]"), inner, out);
+                        }
+                    }
+                }
+            }
         }
+        let mut errors = FieldErrors::new();
+        flatten("", &errs, &mut errors);
         ApiError::Validation(errors)
     }
 }

@@ -1,5 +1,5 @@
 //! Recording history: every create, update, delete and revert of an image (metadata and label
-//! set), a label, a disease or a code appends one JSON snapshot of the entity as it is after
+//! set), an annotation, a label, a disease or a code appends one JSON snapshot of the entity as it is after
 //! the change, inside the same database transaction as the change itself. A change that fails
 //! leaves no entry; an entry never exists without its change. The audit event of the request
 //! that made the change is written in the same transaction too: a committed change always has
@@ -22,6 +22,7 @@ pub enum EntityType {
     Label,
     Disease,
     Code,
+    Annotation,
 }
 
 impl EntityType {
@@ -31,6 +32,7 @@ impl EntityType {
             EntityType::Label => "label",
             EntityType::Disease => "disease",
             EntityType::Code => "code",
+            EntityType::Annotation => "annotation",
         }
     }
 
@@ -40,7 +42,9 @@ impl EntityType {
     pub fn schema_version(self) -> i32 {
         match self {
             EntityType::Image => 2,
-            EntityType::Label | EntityType::Disease | EntityType::Code => 1,
+            EntityType::Label | EntityType::Disease | EntityType::Code | EntityType::Annotation => {
+                1
+            }
         }
     }
 
@@ -50,6 +54,7 @@ impl EntityType {
             EntityType::Label,
             EntityType::Disease,
             EntityType::Code,
+            EntityType::Annotation,
         ]
         .into_iter()
         .find(|t| t.name() == name)

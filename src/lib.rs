@@ -10,6 +10,8 @@ pub mod config;
 pub mod db;
 pub mod dummy_data;
 pub mod error;
+pub mod export;
+pub mod geometry;
 pub mod history;
 pub mod imaging;
 pub mod middleware;

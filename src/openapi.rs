@@ -20,7 +20,7 @@ use crate::api;
     info(
         title = "medlabel",
         version = "1.0.0",
-        description = "Role-based medical imaging and labelling. Doctors upload and diagnose their own images; researchers read every image de-identified and curate labels, diseases and ICD codes; admins manage users. Every request is audited; every change is kept in history and can be reverted."
+        description = "Role-based medical imaging and labelling. Doctors upload, diagnose and annotate their own images; researchers read every image de-identified, curate labels, diseases and ICD codes, and freeze datasets they export for machine learning; admins manage users. Every request is audited; every change is kept in history and can be reverted."
     ),
     paths(
         api::health::health,
@@ -45,6 +45,15 @@ use crate::api;
         api::images::diagnoses::list_image_labels,
         api::images::diagnoses::assign_label,
         api::images::diagnoses::unassign_label,
+        api::annotations::list_annotations,
+        api::annotations::create_annotation,
+        api::annotations::get_annotation,
+        api::annotations::update_annotation,
+        api::annotations::delete_annotation,
+        api::datasets::list_datasets,
+        api::datasets::create_dataset,
+        api::datasets::get_dataset,
+        api::datasets::export_dataset,
         api::patients::list_patients,
         api::patients::get_patient,
         api::patients::list_subjects,
@@ -71,6 +80,7 @@ use crate::api;
         api::labels::label_history,
         api::diseases::disease_history,
         api::codes::code_history,
+        api::annotations::annotation_history,
         api::events::list_events,
     ),
     components(schemas(crate::error::Problem)),
@@ -80,6 +90,8 @@ use crate::api;
         (name = "users", description = "Users and groups (admin)"),
         (name = "images", description = "Images on object storage"),
         (name = "diagnoses", description = "Labels on images"),
+        (name = "annotations", description = "Regions on images: boxes, polygons, points"),
+        (name = "datasets", description = "Frozen, reproducible exports for machine learning (COCO, YOLO, CSV)"),
         (name = "patients", description = "Patients and studies (identified), and subjects (pseudonymous)"),
         (name = "labels", description = "The label vocabulary"),
         (name = "diseases", description = "Diseases and their codes"),

@@ -21,7 +21,7 @@ use crate::models::codes::CodeChanges;
 use crate::models::diseases::Disease;
 use crate::models::history::{self, HistoryFilter};
 use crate::models::labels::{self, Label};
-use crate::models::{diseases, images, users};
+use crate::models::{annotations, diseases, images, users};
 use crate::state::AppState;
 use crate::views::history::{entry_response, HistoryEntryResponse, ImageFacts};
 use crate::views::vocabulary::CodeResponse;
@@ -49,7 +49,7 @@ pub struct PageQuery {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListHistoryQuery {
-    #[param(value_type = Option<String>, pattern = "^(image|label|disease|code)$")]
+    #[param(value_type = Option<String>, pattern = "^(image|label|disease|code|annotation)$")]
     pub entity_type: Option<String>,
     #[param(value_type = Option<String>, format = Uuid)]
     pub entity_id: Option<String>,
@@ -85,6 +85,23 @@ fn may_see_image(
     }
 }
 
+/// Whether the caller may see an annotation's history (deleted or not, its image deleted or
+/// not): whoever may see its image's.
+fn may_see_annotation(
+    conn: &mut DbConnection,
+    caller: &CurrentUser,
+    uuid: &str,
+) -> Result<bool, ApiError> {
+    match annotations::find_any(conn, uuid) {
+        Ok(annotation) => {
+            let image = images::find_by_id(conn, annotation.image_id)?;
+            Ok(policy::image_view(caller, Uploader::Id(image.uploaded_by)).is_some())
+        }
+        Err(diesel::result::Error::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A page of one entity's history, oldest first; 404 when the entity does not exist or the
 /// caller may not see it.
 pub(crate) async fn entity_page(
@@ -105,6 +122,7 @@ pub(crate) async fn entity_page(
                 EntityType::Label => labels::find(conn, &entity_id).is_ok(),
                 EntityType::Disease => diseases::find(conn, &entity_id).is_ok(),
                 EntityType::Code => true,
+                EntityType::Annotation => may_see_annotation(conn, &who, &entity_id)?,
             };
             if !exists {
                 return Err(ApiError::NotFound);
@@ -148,7 +166,7 @@ async fn list_history(
         if EntityType::from_name(t).is_none() {
             return Err(ApiError::field(
                 "entity_type",
-                "must be image, label, disease or code",
+                "must be image, label, disease, code or annotation",
             ));
         }
     }
@@ -296,6 +314,11 @@ async fn revert(
                             changes::images::revert(conn, &caller, &change, uuid, &s)?;
                         Restored::of(response, version)
                     }
+                    Snapshot::Annotation(s) => {
+                        let (response, version) =
+                            changes::annotations::revert(conn, &caller, &change, uuid, &s)?;
+                        Restored::of(response, version)
+                    }
                 }
             })
         })
@@ -306,7 +329,8 @@ async fn revert(
 }
 
 /// Reverting needs the right to edit the entity ([`policy`]): researchers and admins for the
-/// vocabulary, the owner doctor and admins for images. An image the caller cannot see is 404.
+/// vocabulary, the owner doctor and admins for images and their annotations. An image the
+/// caller cannot see is 404.
 fn authorise_revert(
     conn: &mut DbConnection,
     caller: &CurrentUser,
@@ -316,6 +340,14 @@ fn authorise_revert(
     match entity {
         EntityType::Image => {
             let image = images::find_any_image(conn, entity_id)?;
+            if policy::image_view(caller, Uploader::Id(image.uploaded_by)).is_none() {
+                return Err(ApiError::NotFound);
+            }
+            changes::images::authorise_edit(caller, &image)
+        }
+        EntityType::Annotation => {
+            let annotation = annotations::find_any(conn, entity_id)?;
+            let image = images::find_by_id(conn, annotation.image_id)?;
             if policy::image_view(caller, Uploader::Id(image.uploaded_by)).is_none() {
                 return Err(ApiError::NotFound);
             }

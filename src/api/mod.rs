@@ -1,9 +1,11 @@
 //! The HTTP API, one module per resource. Each module has its handlers, its request/response
 //! types and a `configure` that registers its routes with the access each one needs.
 
+pub mod annotations;
 pub mod auth;
 pub mod codes;
 pub mod conditional;
+pub mod datasets;
 pub mod diseases;
 pub mod events;
 pub mod extract;
@@ -33,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     diseases::configure(cfg);
     labels::configure(cfg);
     images::configure(cfg);
+    annotations::configure(cfg);
+    datasets::configure(cfg);
     patients::configure(cfg);
     events::configure(cfg);
     history::configure(cfg);

@@ -154,6 +154,9 @@ pub fn upload<'a>(
     if let Some(header) = header {
         filing.modality = header.modality.as_deref();
         filing.burned_in_annotation = header.burned_in_annotation;
+        filing.number_of_frames = header
+            .number_of_frames
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         if let Some(uid) = &header.study_instance_uid {
             let filed = patients::file_study(
                 conn,

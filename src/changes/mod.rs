@@ -8,7 +8,9 @@
 //! Object-level access is the caller's job before calling ([`crate::auth::policy`]); the
 //! functions here return `ApiError`s for the rules they keep (409, 412, 422).
 
+pub mod annotations;
 pub mod codes;
+pub mod datasets;
 pub mod images;
 pub mod snapshots;
 pub mod vocabulary;

@@ -10,6 +10,7 @@
 //! | entity | versions |
 //! |---|---|
 //! | label, disease, code | 1 |
+//! | annotation | 1 |
 //! | image | 1; 2 adds `patient`, `subject_id`, `study`, `series_instance_uid`, `sop_instance_uid`, `modality`, `withheld` |
 
 use serde::de::IgnoredAny;
@@ -140,6 +141,22 @@ impl From<ImageV2> for ImageV1 {
     }
 }
 
+/// An annotation, schema version 1 (`AnnotationResponse`, as its editor sees it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationV1 {
+    pub id: String,
+    pub image_id: String,
+    pub label: RefV1,
+    pub shape: String,
+    pub geometry: serde_json::Value,
+    pub frame: i32,
+    pub note: Option<String>,
+    pub created_by: IgnoredAny,
+    pub created_at: IgnoredAny,
+    pub updated_at: IgnoredAny,
+}
+
 /// A snapshot read back: the state an entity is reverted to.
 #[derive(Debug)]
 pub enum Snapshot {
@@ -147,6 +164,7 @@ pub enum Snapshot {
     Disease(DiseaseV1),
     Code(CodeV1),
     Image(ImageV1),
+    Annotation(AnnotationV1),
 }
 
 impl Snapshot {
@@ -167,6 +185,7 @@ impl Snapshot {
             (EntityType::Label, _) => serde_json::from_str(json).map(Snapshot::Label),
             (EntityType::Disease, _) => serde_json::from_str(json).map(Snapshot::Disease),
             (EntityType::Code, _) => serde_json::from_str(json).map(Snapshot::Code),
+            (EntityType::Annotation, _) => serde_json::from_str(json).map(Snapshot::Annotation),
             (EntityType::Image, 1) => serde_json::from_str(json).map(Snapshot::Image),
             (EntityType::Image, _) => {
                 serde_json::from_str::<ImageV2>(json).map(|v2| Snapshot::Image(v2.into()))
@@ -184,6 +203,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::views::annotations::AnnotationResponse;
     use crate::views::images::{ImageResponse, LabelAssignmentResponse};
     use crate::views::vocabulary::{CodeResponse, DiseaseResponse, LabelResponse};
     use crate::views::{NamedRef, UserRef};
@@ -263,7 +283,23 @@ mod tests {
             created_at: at,
             updated_at: at,
         };
+        let annotation = AnnotationResponse {
+            id: "a".into(),
+            image_id: "i".into(),
+            label: NamedRef {
+                id: "l".into(),
+                name: "Nodule".into(),
+            },
+            shape: crate::geometry::Shape::Point,
+            geometry: serde_json::json!({"x": 1.0, "y": 2.0}),
+            frame: 0,
+            note: Some("here".into()),
+            created_by: user(),
+            created_at: at,
+            updated_at: at,
+        };
         for (entity, text) in [
+            (EntityType::Annotation, json(&annotation)),
             (EntityType::Label, json(&label)),
             (EntityType::Disease, json(&disease)),
             (EntityType::Code, json(&code())),

@@ -160,6 +160,81 @@ diesel::table! {
         burned_in_annotation -> Bool,
         /// The identifiers its own file gave, one per line.
         redaction_terms -> Nullable<Text>,
+        /// Number of Frames (0028,0008); 1 for single-frame images.
+        frame_count -> Integer,
+    }
+}
+
+diesel::table! {
+    annotations (id) {
+        id -> BigInt,
+        uuid -> Text,
+        image_id -> BigInt,
+        label_id -> BigInt,
+        /// `box`, `polygon` or `point`.
+        shape -> Text,
+        /// The shape's geometry as JSON, in stored-image pixels.
+        geometry -> Text,
+        frame -> Integer,
+        note -> Nullable<Text>,
+        created_by -> BigInt,
+        version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    datasets (id) {
+        id -> BigInt,
+        uuid -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        /// The filter as given, JSON.
+        filter -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+        image_count -> Integer,
+        annotation_count -> Integer,
+    }
+}
+
+diesel::table! {
+    dataset_labels (dataset_id, label_id) {
+        dataset_id -> BigInt,
+        label_id -> BigInt,
+        /// The label's name when the dataset was frozen.
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    dataset_images (dataset_id, image_id) {
+        dataset_id -> BigInt,
+        image_id -> BigInt,
+        image_version -> Integer,
+    }
+}
+
+diesel::table! {
+    dataset_diagnoses (dataset_id, image_id, label_id) {
+        dataset_id -> BigInt,
+        image_id -> BigInt,
+        label_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    dataset_annotations (dataset_id, image_id, annotation_id) {
+        dataset_id -> BigInt,
+        image_id -> BigInt,
+        annotation_id -> BigInt,
+        annotation_version -> Integer,
+        label_id -> BigInt,
+        shape -> Text,
+        geometry -> Text,
+        frame -> Integer,
     }
 }
 
@@ -282,6 +357,12 @@ diesel::joinable!(series -> studies (study_id));
 diesel::joinable!(image_labels -> images (image_id));
 diesel::joinable!(image_labels -> labels (label_id));
 diesel::joinable!(history -> users (changed_by));
+diesel::joinable!(annotations -> images (image_id));
+diesel::joinable!(annotations -> labels (label_id));
+diesel::joinable!(annotations -> users (created_by));
+diesel::joinable!(datasets -> users (created_by));
+diesel::joinable!(dataset_images -> images (image_id));
+diesel::joinable!(dataset_labels -> labels (label_id));
 diesel::joinable!(events -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -306,4 +387,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     series,
     history,
     events,
+    annotations,
+    datasets,
+    dataset_labels,
+    dataset_images,
+    dataset_diagnoses,
+    dataset_annotations,
 );

@@ -164,7 +164,7 @@ fn png_length_fits(kind: &[u8; 4], length: u32) -> bool {
         b"sRGB" => length == 1,
         b"pHYs" => length == 9,
         b"sBIT" => (1..=4).contains(&length),
-        b"PLTE" => length > 0 && length <= 768 && length % 3 == 0,
+        b"PLTE" => length > 0 && length <= 768 && length.is_multiple_of(3),
         b"tRNS" => length <= 256,
         _ => true, // IDAT (image data), iCCP (checked when it is read)
     }
@@ -325,7 +325,7 @@ fn jpeg_segment_fits(kind: u8, data: &[u8]) -> bool {
         // DRI: Ri. DNL: NL.
         0xDD | 0xDC => data.len() == 2,
         // DAC: Tc/Tb and Cs pairs.
-        0xCC => data.len() % 2 == 0,
+        0xCC => data.len().is_multiple_of(2),
         // DQT: Pq/Tq, then 64 values of 1 or 2 bytes, repeated.
         0xDB => {
             let mut at = 0;

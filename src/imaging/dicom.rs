@@ -41,10 +41,12 @@ pub struct DicomHeader {
     pub sop_instance_uid: Option<String>,
     /// Burned In Annotation (0028,0301) is `YES`.
     pub burned_in_annotation: bool,
+    /// Number of Frames (0028,0008) of a multi-frame image (PS3.3 C.7.6.6); `None` when absent.
+    pub number_of_frames: Option<u32>,
 }
 
 /// The top-level attributes an upload is filed by, read while the file streams.
-const FILING_TAGS: [u32; 16] = [
+const FILING_TAGS: [u32; 17] = [
     0x0008_0005, // Specific Character Set
     0x0008_0018, // SOP Instance UID
     0x0008_0020, // Study Date
@@ -58,6 +60,7 @@ const FILING_TAGS: [u32; 16] = [
     0x0010_0040, // Patient's Sex
     0x0020_000D, // Study Instance UID
     0x0020_000E, // Series Instance UID
+    0x0028_0008, // Number of Frames
     0x0028_0010, // Rows
     0x0028_0011, // Columns
     0x0028_0301, // Burned In Annotation
@@ -158,6 +161,7 @@ pub fn read_header(file: &[u8]) -> Result<DicomHeader, String> {
         sop_instance_uid: text(tags::SOP_INSTANCE_UID),
         burned_in_annotation: text(tags::BURNED_IN_ANNOTATION)
             .is_some_and(|v| v.eq_ignore_ascii_case("YES")),
+        number_of_frames: number(tags::NUMBER_OF_FRAMES).filter(|n| *n > 0),
     };
     check_values(&header)?;
     Ok(header)

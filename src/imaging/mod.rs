@@ -9,6 +9,7 @@ mod confidentiality_table;
 pub mod deidentify;
 pub mod dicom;
 pub mod part10;
+pub mod render;
 
 use std::io::Read;
 

@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::new_uuid;
-use crate::db::schema::{history, images, users};
+use crate::db::schema::{annotations, history, images, users};
 use crate::db::{now, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -68,7 +68,7 @@ pub struct HistoryFilter {
     pub changed_by: Option<i64>,
     pub since: Option<NaiveDateTime>,
     pub until: Option<NaiveDateTime>,
-    /// A doctor's view: images only when this user uploaded them.
+    /// A doctor's view: images, and annotations, only on images this user uploaded.
     pub own_images_of: Option<i64>,
 }
 
@@ -126,10 +126,20 @@ pub fn list_history(
         let own = images::table
             .filter(images::uploaded_by.eq(owner))
             .select(images::uuid);
+        let own_annotations = annotations::table
+            .inner_join(images::table)
+            .filter(images::uploaded_by.eq(owner))
+            .select(annotations::uuid);
         query = query.filter(
             history::entity_type
                 .ne("image")
-                .or(history::entity_id.eq_any(own)),
+                .and(history::entity_type.ne("annotation"))
+                .or(history::entity_type
+                    .eq("image")
+                    .and(history::entity_id.eq_any(own)))
+                .or(history::entity_type
+                    .eq("annotation")
+                    .and(history::entity_id.eq_any(own_annotations))),
         );
     }
     if let Some(before) = before {

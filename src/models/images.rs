@@ -38,6 +38,8 @@ pub struct Image {
     pub burned_in_annotation: bool,
     /// The identifiers its own file gave, one per line (see `text::identifier_terms`).
     pub redaction_terms: Option<String>,
+    /// Number of Frames (0028,0008); 1 for single-frame images.
+    pub frame_count: i32,
 }
 
 impl Image {
@@ -59,6 +61,8 @@ pub struct Filing<'a> {
     pub burned_in_annotation: bool,
     /// One per line.
     pub redaction_terms: Option<String>,
+    /// Number of Frames (0028,0008) of a multi-frame DICOM; `None` (stored as 1) otherwise.
+    pub number_of_frames: Option<i32>,
 }
 
 pub struct NewImage<'a> {
@@ -95,6 +99,7 @@ pub fn insert_image(conn: &mut DbConnection, new: NewImage<'_>) -> QueryResult<I
             images::modality.eq(new.filing.modality),
             images::burned_in_annotation.eq(new.filing.burned_in_annotation),
             images::redaction_terms.eq(&new.filing.redaction_terms),
+            images::frame_count.eq(new.filing.number_of_frames.unwrap_or(1).max(1)),
             images::version.eq(1),
             images::created_at.eq(at),
             images::updated_at.eq(at),
@@ -181,6 +186,8 @@ pub struct ImageFilter {
     pub modality: Option<String>,
     pub created_after: Option<NaiveDateTime>,
     pub created_before: Option<NaiveDateTime>,
+    /// Leave out images withheld from researchers (Burned In Annotation YES).
+    pub not_withheld: bool,
 }
 
 /// An image with its patient, if it has one (one query: a left join).
@@ -263,6 +270,9 @@ pub fn list_images(
     }
     if let Some(at) = filter.created_before {
         query = query.filter(images::created_at.lt(at));
+    }
+    if filter.not_withheld {
+        query = query.filter(images::burned_in_annotation.eq(false));
     }
     if let Some(after) = after {
         query = query.filter(images::uuid.gt(after.to_owned()));
@@ -377,6 +387,14 @@ pub fn lock_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<()> {
 pub fn find_any_image(conn: &mut DbConnection, uuid: &str) -> QueryResult<Image> {
     images::table
         .filter(images::uuid.eq(uuid))
+        .select(Image::as_select())
+        .first(conn)
+}
+
+/// An image by internal id, whether or not it was deleted.
+pub fn find_by_id(conn: &mut DbConnection, id: i64) -> QueryResult<Image> {
+    images::table
+        .find(id)
         .select(Image::as_select())
         .first(conn)
 }

@@ -1,8 +1,10 @@
 //! One file per table (or tight group of tables): the row struct, the insertable, the changes,
 //! and the queries on it. Models see `DbConnection` and diesel only, never HTTP.
 
+pub mod annotations;
 pub mod api_tokens;
 pub mod codes;
+pub mod datasets;
 pub mod diseases;
 pub mod events;
 pub mod groups;

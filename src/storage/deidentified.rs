@@ -69,6 +69,33 @@ pub struct CopySource {
     pub sop_instance_uid: Option<String>,
 }
 
+impl CopySource {
+    /// The source of image `image_uuid`'s copy: its stored original `object_key` of `kind`,
+    /// the subject pseudonym and Study Instance UID it is filed under, its SOP Instance UID.
+    /// Dates shift by the subject, else the study, else the SOP Instance UID, else the image
+    /// id (API.md "De-identification").
+    pub fn of(
+        object_key: &str,
+        kind: ImageKind,
+        image_uuid: &str,
+        subject_id: Option<String>,
+        study_instance_uid: Option<String>,
+        sop_instance_uid: Option<String>,
+    ) -> Self {
+        CopySource {
+            object_key: object_key.to_owned(),
+            kind,
+            shift_basis: subject_id
+                .clone()
+                .or(study_instance_uid)
+                .or_else(|| sop_instance_uid.clone())
+                .unwrap_or_else(|| image_uuid.to_owned()),
+            subject_id,
+            sop_instance_uid,
+        }
+    }
+}
+
 type Flight = Shared<BoxFuture<'static, Result<StoredCopy, CopyError>>>;
 
 /// The copies being built in this instance, by original object key, so concurrent first

@@ -3,7 +3,7 @@
 //! ([`crate::auth::policy::image_view`]: researchers) follows the image's own rules: no
 //! `original_filename`, no patient, the study as `{"id"}`, no series or SOP Instance UID,
 //! `withheld` as for the image, and the description and notes with the patient's identifiers
-//! `[redacted]`.
+//! `[redacted]`. An annotation snapshot shown to such a caller has its note redacted the same way.
 
 use std::collections::HashMap;
 
@@ -54,8 +54,11 @@ impl ImageFacts {
         }
         let mut uuids: Vec<String> = rows
             .iter()
-            .filter(|(r, _)| r.entity_type == "image")
-            .map(|(r, _)| r.entity_id.clone())
+            .filter_map(|(r, _)| match r.entity_type.as_str() {
+                "image" => Some(r.entity_id.clone()),
+                "annotation" => annotation_image(&r.snapshot),
+                _ => None,
+            })
             .collect();
         uuids.sort_unstable();
         uuids.dedup();
@@ -78,6 +81,17 @@ impl ImageFacts {
     }
 }
 
+/// The image id an annotation snapshot names.
+fn annotation_image(snapshot: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct OnImage {
+        image_id: String,
+    }
+    serde_json::from_str::<OnImage>(snapshot)
+        .ok()
+        .map(|s| s.image_id)
+}
+
 /// The entry as `caller` sees it.
 pub fn entry_response(
     caller: &CurrentUser,
@@ -94,6 +108,15 @@ pub fn entry_response(
                 .map(|(r, w)| (r.as_ref(), *w))
                 .unwrap_or((None, false));
             deidentify_image_snapshot(&mut snapshot, redactor, withheld);
+        }
+    }
+    if row.entity_type == "annotation" {
+        // Seen de-identified exactly when the image's facts were loaded for this caller.
+        let image = snapshot["image_id"].as_str().unwrap_or_default();
+        if let Some((Some(redactor), _)) = facts.0.get(image) {
+            if let Some(Value::String(note)) = snapshot.get_mut("note") {
+                *note = redactor.redact(note);
+            }
         }
     }
     HistoryEntryResponse {

@@ -6,6 +6,8 @@
 //! "View" means one thing here: how a row is shown to a caller. What a caller may see of an
 //! image is decided by [`crate::auth::policy`]; the builders only apply that decision.
 
+pub mod annotations;
+pub mod datasets;
 pub mod history;
 pub mod images;
 pub mod patients;

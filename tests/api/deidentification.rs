@@ -510,7 +510,7 @@ async fn every_table_attribute_at_every_depth_in_every_syntax_is_de_identified()
 
 /// A small image file in `transfer_syntax` with the attributes given (text values), and
 /// pixel data as given (native bytes, or encapsulated fragments).
-fn image_file(
+pub(crate) fn image_file(
     transfer_syntax: &str,
     attributes: &[(u32, VR, &str)],
     fragments: Option<Vec<Vec<u8>>>,
@@ -562,7 +562,7 @@ fn image_file(
     bytes
 }
 
-fn unique_uid() -> String {
+pub(crate) fn unique_uid() -> String {
     format!("2.25.{}", uuid::Uuid::now_v7().as_u128())
 }
 

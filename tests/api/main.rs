@@ -1,6 +1,8 @@
 //! Integration tests: the real application over HTTP, on SQLite, or on PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Each test starts its own app with its own database.
 
+mod annotations;
+mod datasets;
 mod fixtures;
 mod helpers;
 mod history;

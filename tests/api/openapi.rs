@@ -224,6 +224,16 @@ async fn every_field_the_document_calls_nullable_accepts_null() {
         .as_str()
         .unwrap()
         .to_owned();
+    let annotation = admin
+        .post(
+            &format!("/api/v1/images/{image}/annotations"),
+            &serde_json::json!({"label_id": label, "shape": "point", "geometry": {"x": 1, "y": 1}}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let post = actix_web::http::Method::POST;
     let patch = actix_web::http::Method::PATCH;
     // (schema, property, method, path, the rest of a valid body)
@@ -234,6 +244,41 @@ async fn every_field_the_document_calls_nullable_accepts_null() {
             post.clone(),
             format!("/api/v1/images/{image}/labels"),
             serde_json::json!({"label_id": label}),
+        ),
+        (
+            "CreateAnnotationRequest",
+            "frame",
+            post.clone(),
+            format!("/api/v1/images/{image}/annotations"),
+            serde_json::json!({"label_id": label, "shape": "point", "geometry": {"x": 1, "y": 1}}),
+        ),
+        (
+            "CreateAnnotationRequest",
+            "note",
+            post.clone(),
+            format!("/api/v1/images/{image}/annotations"),
+            serde_json::json!({"label_id": label, "shape": "point", "geometry": {"x": 1, "y": 1}}),
+        ),
+        (
+            "CreateDatasetRequest",
+            "description",
+            post.clone(),
+            "/api/v1/datasets".to_owned(),
+            serde_json::json!({"name": "Nullable", "filter": {}}),
+        ),
+        (
+            "UpdateAnnotationRequest",
+            "label_id",
+            patch.clone(),
+            format!("/api/v1/annotations/{annotation}"),
+            serde_json::json!({}),
+        ),
+        (
+            "UpdateAnnotationRequest",
+            "note",
+            patch.clone(),
+            format!("/api/v1/annotations/{annotation}"),
+            serde_json::json!({}),
         ),
         (
             "CreateDiseaseRequest",
@@ -331,10 +376,13 @@ async fn every_field_the_document_calls_nullable_accepts_null() {
 async fn integers_are_taken_as_json_schema_counts_them() {
     assert_eq!(
         request_properties_of_type("integer"),
-        [(
-            "CreateTokenRequest".to_owned(),
-            "expires_in_days".to_owned()
-        )]
+        [
+            ("CreateAnnotationRequest".to_owned(), "frame".to_owned()),
+            (
+                "CreateTokenRequest".to_owned(),
+                "expires_in_days".to_owned()
+            )
+        ]
         .into(),
         "every integer request field has a case here"
     );

@@ -38,6 +38,8 @@ enum Rule {
     PatientList,
     /// `/subjects`: researchers and admins.
     SubjectRead,
+    /// `/datasets`: researchers and admins.
+    DatasetAccess,
     /// Any logged-in user reaches the handler, which answers this (the request is refused on
     /// its merits: an empty body, an unknown id).
     AnyUserAnswers(StatusCode),
@@ -69,8 +71,8 @@ fn expected(rule: Rule, who: Who) -> Option<StatusCode> {
         (Rule::PatientRead | Rule::PatientList, Researcher) => forbidden,
         (Rule::PatientRead, OtherDoctor) => not_found,
         (Rule::PatientRead | Rule::PatientList, _) => None,
-        (Rule::SubjectRead, Researcher | Admin) => None,
-        (Rule::SubjectRead, _) => forbidden,
+        (Rule::SubjectRead | Rule::DatasetAccess, Researcher | Admin) => None,
+        (Rule::SubjectRead | Rule::DatasetAccess, _) => forbidden,
     }
 }
 
@@ -88,9 +90,13 @@ struct Fixtures<'a> {
     disease: String,
     /// The owner doctor's user id.
     user: String,
-    /// The first history entries of the shared label and image.
+    /// The first history entries of the shared label, image and annotation.
     label_entry: String,
     image_entry: String,
+    annotation_entry: String,
+    /// An annotation on the shared image, and a dataset.
+    annotation: String,
+    dataset: String,
     codes_made: std::cell::Cell<u32>,
 }
 
@@ -125,6 +131,9 @@ impl Fixtures<'_> {
             .replace("{user}", &self.user)
             .replace("{label-entry}", &self.label_entry)
             .replace("{image-entry}", &self.image_entry)
+            .replace("{annotation-entry}", &self.annotation_entry)
+            .replace("{annotation}", &self.annotation)
+            .replace("{dataset}", &self.dataset)
             .replace("{uuid}", &uuid::Uuid::now_v7().to_string());
         if out.contains("{labelled-image}") {
             let image = self.fresh_image().await;
@@ -137,6 +146,17 @@ impl Fixtures<'_> {
                 .await;
             assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
             out = out.replace("{labelled-image}", &image);
+        }
+        if out.contains("{fresh-annotation}") {
+            let res = self
+                .owner
+                .post(
+                    &format!("/api/v1/images/{}/annotations", self.image),
+                    &json!({"label_id": self.label, "shape": "point", "geometry": {"x": 1, "y": 2}}),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+            out = out.replace("{fresh-annotation}", res.body["id"].as_str().unwrap());
         }
         if out.contains("{fresh-image}") {
             out = out.replace("{fresh-image}", &self.fresh_image().await);
@@ -402,6 +422,69 @@ fn matrix() -> Vec<Route> {
             Rule::ImageWrite,
         ),
         (
+            Method::GET,
+            "/api/v1/images/{image}/annotations",
+            None,
+            Rule::ImageRead,
+        ),
+        (
+            Method::POST,
+            "/api/v1/images/{fresh-image}/annotations",
+            Some(
+                r#"{"label_id": "{label}", "shape": "box", "geometry": {"x": 0, "y": 0, "width": 4, "height": 4}}"#,
+            ),
+            Rule::ImageWrite,
+        ),
+        (
+            Method::GET,
+            "/api/v1/annotations/{annotation}",
+            None,
+            Rule::ImageRead,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/annotations/{annotation}",
+            Some(r#"{"note": "n{n}"}"#),
+            Rule::ImageWrite,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/annotations/{fresh-annotation}",
+            None,
+            Rule::ImageWrite,
+        ),
+        (
+            Method::GET,
+            "/api/v1/annotations/{annotation}/history",
+            None,
+            Rule::ImageRead,
+        ),
+        (
+            Method::POST,
+            "/api/v1/history/{annotation-entry}/revert",
+            Some("{}"),
+            Rule::ImageWrite,
+        ),
+        (Method::GET, "/api/v1/datasets", None, Rule::DatasetAccess),
+        (
+            Method::POST,
+            "/api/v1/datasets",
+            Some(r#"{"name": "D{n}", "filter": {}}"#),
+            Rule::DatasetAccess,
+        ),
+        (
+            Method::GET,
+            "/api/v1/datasets/{dataset}",
+            None,
+            Rule::DatasetAccess,
+        ),
+        (
+            Method::GET,
+            "/api/v1/datasets/{dataset}/export?format=csv",
+            None,
+            Rule::DatasetAccess,
+        ),
+        (
             Method::POST,
             "/api/v1/auth/logout",
             Some("{}"),
@@ -510,6 +593,25 @@ async fn every_route_answers_every_persona_as_the_contract_says() {
     };
     let label_entry = first_entry(format!("/api/v1/labels/{label}/history")).await;
     let image_entry = first_entry(format!("/api/v1/images/{image}/history")).await;
+    let annotation = owner
+        .post(
+            &format!("/api/v1/images/{image}/annotations"),
+            &json!({"label_id": label, "shape": "box", "geometry": {"x": 1, "y": 1, "width": 2, "height": 2}}),
+        )
+        .await;
+    assert_eq!(
+        annotation.status,
+        StatusCode::CREATED,
+        "{}",
+        annotation.text
+    );
+    let annotation = annotation.body["id"].as_str().unwrap().to_owned();
+    let annotation_entry = first_entry(format!("/api/v1/annotations/{annotation}/history")).await;
+    let dataset = admin
+        .post("/api/v1/datasets", &json!({"name": "Shared", "filter": {}}))
+        .await;
+    assert_eq!(dataset.status, StatusCode::CREATED, "{}", dataset.text);
+    let dataset = dataset.body["id"].as_str().unwrap().to_owned();
     let fx = Fixtures {
         owner: &owner,
         admin: &admin,
@@ -521,6 +623,9 @@ async fn every_route_answers_every_persona_as_the_contract_says() {
         user,
         label_entry,
         image_entry,
+        annotation_entry,
+        annotation,
+        dataset,
         codes_made: Default::default(),
     };
 

@@ -105,17 +105,14 @@ pub async fn download_image(
                 ));
             }
             let (subject_id, study_instance_uid) = filing.unwrap_or_default();
-            let source = CopySource {
-                object_key: image.object_key.clone(),
+            let source = CopySource::of(
+                &image.object_key,
                 kind,
-                shift_basis: subject_id
-                    .clone()
-                    .or(study_instance_uid)
-                    .or_else(|| image.sop_instance_uid.clone())
-                    .unwrap_or_else(|| image.uuid.clone()),
+                &image.uuid,
                 subject_id,
-                sop_instance_uid: image.sop_instance_uid.clone(),
-            };
+                study_instance_uid,
+                image.sop_instance_uid.clone(),
+            );
             let copy = deidentified_copy(
                 &state.storage,
                 state.pseudonym_key.clone(),
