@@ -185,6 +185,7 @@ pub async fn create_dataset(
         .db
         .run(move |conn| {
             crate::db::write_transaction(conn, |conn| {
+                datasets::read_one_snapshot(conn)?;
                 let selection = resolve(conn, &body.filter)?;
                 crate::changes::datasets::create(
                     conn,

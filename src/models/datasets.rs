@@ -31,6 +31,17 @@ pub struct Dataset {
     pub annotation_count: i32,
 }
 
+/// Makes every read of the current transaction see one snapshot of the database, so a freeze
+/// copies images, diagnoses and annotations as they were at one instant: on PostgreSQL
+/// `REPEATABLE READ` (it must be the transaction's first statement); SQLite's write
+/// transaction is serializable already.
+pub fn read_one_snapshot(conn: &mut DbConnection) -> QueryResult<()> {
+    if let DbConnection::Postgres(c) = conn {
+        diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(c)?;
+    }
+    Ok(())
+}
+
 /// Creates the dataset row (counts 0 until [`freeze`] fills it).
 pub fn insert_dataset(
     conn: &mut DbConnection,
