@@ -70,10 +70,12 @@ pub struct CreateAnnotationRequest {
 #[schema(example = json!({"geometry": {"x": 120.5, "y": 80, "width": 60, "height": 40}}))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAnnotationRequest {
-    #[schema(format = Uuid)]
+    #[schema(format = Uuid, nullable = false)]
+    #[serde(default, deserialize_with = "super::present")]
     pub label_id: Option<String>,
     /// A geometry of the annotation's own shape.
-    #[schema(value_type = Option<Geometry>)]
+    #[schema(value_type = Option<Geometry>, nullable = false)]
+    #[serde(default, deserialize_with = "super::present")]
     pub geometry: Option<Value>,
     #[serde(default, deserialize_with = "nullable")]
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]

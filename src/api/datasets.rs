@@ -90,8 +90,14 @@ fn resolve(
     conn: &mut crate::db::DbConnection,
     filter: &DatasetFilter,
 ) -> Result<ImageFilter, ApiError> {
-    let none = |field: &str, what: &str| {
-        ApiError::field(&format!("filter.{field}"), format!("no {what} has this id"))
+    // An id that names nothing is the client's mistake (422); a failing database is not.
+    let named = |found: diesel::QueryResult<i64>, field: &str, what: &str| match found {
+        Ok(id) => Ok(Some(id)),
+        Err(diesel::result::Error::NotFound) => Err(ApiError::field(
+            &format!("filter.{field}"),
+            format!("no {what} has this id"),
+        )),
+        Err(e) => Err(ApiError::from(e)),
     };
     let mut selection = ImageFilter {
         modality: filter.modality.as_deref().map(str::to_uppercase),
@@ -119,18 +125,12 @@ fn resolve(
         }
     }
     if let Some(label) = filter_uuid(&filter.label_id, "label_id")? {
-        selection.label_id = Some(
-            labels::find(conn, &label)
-                .map_err(|_| none("label_id", "label"))?
-                .id,
-        );
+        let found = labels::find(conn, &label).map(|l| l.id);
+        selection.label_id = named(found, "label_id", "label")?;
     }
     if let Some(disease) = filter_uuid(&filter.disease_id, "disease_id")? {
-        selection.disease_id = Some(
-            diseases::find(conn, &disease)
-                .map_err(|_| none("disease_id", "disease"))?
-                .id,
-        );
+        let found = diseases::find(conn, &disease).map(|d| d.id);
+        selection.disease_id = named(found, "disease_id", "disease")?;
     }
     if let Some(code) = &filter.code {
         let (system, code) = parse_code_filter(code).map_err(|e| match e {
@@ -140,11 +140,8 @@ fn resolve(
             ),
             other => other,
         })?;
-        selection.code_id = Some(
-            codes::find_code(conn, &system, &code)
-                .map_err(|_| ApiError::field("filter.code", "no code has this system and code"))?
-                .id,
-        );
+        let found = codes::find_code(conn, &system, &code).map(|c| c.id);
+        selection.code_id = named(found, "code", "code")?;
     }
     if let Some(subject) = &filter.subject_id {
         if !crate::pseudonym::is_subject_id(subject) {
@@ -153,11 +150,8 @@ fn resolve(
                 "must be a pseudonym (S- and 16 base32 characters)",
             ));
         }
-        selection.patient_id = Some(
-            patients::find_by_subject(conn, subject)
-                .map_err(|_| none("subject_id", "subject"))?
-                .id,
-        );
+        let found = patients::find_by_subject(conn, subject).map(|p| p.id);
+        selection.patient_id = named(found, "subject_id", "subject")?;
     }
     Ok(selection)
 }

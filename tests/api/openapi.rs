@@ -268,13 +268,6 @@ async fn every_field_the_document_calls_nullable_accepts_null() {
         ),
         (
             "UpdateAnnotationRequest",
-            "label_id",
-            patch.clone(),
-            format!("/api/v1/annotations/{annotation}"),
-            serde_json::json!({}),
-        ),
-        (
-            "UpdateAnnotationRequest",
             "note",
             patch.clone(),
             format!("/api/v1/annotations/{annotation}"),
