@@ -12,11 +12,12 @@
 //! - **Memory does not grow with the dataset.** Images are read a page at a time and their
 //!   bytes streamed through; the one thing kept per file, its SHA-256 for `dataset.json`, is
 //!   spooled to a temporary file. (The ZIP central directory, written at the end, holds one
-//!   short record per entry inside `zip`.) A DICOM rendered for COCO or YOLO is decoded in
-//!   memory, one at a time, up to [`MAX_RENDERED_BYTES`].
+//!   short record per entry inside `zip`.) A DICOM rendered for COCO or YOLO is read again
+//!   only up to the end of its frame 0 (`imaging::render::render_first_frame_from`), so a
+//!   long multi-frame file costs one frame.
 //! - **One image that cannot be rendered does not stop the export.** A DICOM whose frame 0
-//!   cannot be rendered (a transfer syntax without a decoder here, such as JPEG 2000, or one
-//!   larger than [`MAX_RENDERED_BYTES`]) keeps its de-identified copy in `images/`, is left
+//!   cannot be rendered (a transfer syntax without a decoder here, such as JPEG 2000, or a
+//!   frame larger than `imaging::render::MAX_FRAME_BYTES`) keeps its de-identified copy in `images/`, is left
 //!   out of the COCO and YOLO files (they would name a file that is not there), and is listed
 //!   with the reason in `dataset.json` under `not_rendered`.
 //! - **Stops with its reader.** Writing runs on a blocking thread; when the writer it was
@@ -27,7 +28,7 @@
 
 mod formats;
 
-use std::io::{self, BufRead, BufWriter, Seek, Write};
+use std::io::{self, BufRead, BufWriter, Read, Seek, Write};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -44,10 +45,6 @@ use crate::state::AppState;
 use crate::storage::deidentified::{deidentified_copy, CopySource};
 use crate::storage::Storage;
 use crate::views::datasets::DatasetResponse;
-
-/// The largest DICOM copy rendered to PNG (decoded in memory); a larger one fails the export
-/// with a message naming the image.
-pub const MAX_RENDERED_BYTES: u64 = 1 << 30;
 
 /// Images read from the database per query.
 const PAGE: i64 = 500;
@@ -228,16 +225,6 @@ impl Exporter {
                 self.max_dicom_header_bytes,
             ))
             .map_err(|e| failed(e.to_string()))?;
-        let mut render = kind == ImageKind::Dicom && format.needs_pixels();
-        let mut not_rendered = None;
-        if render && copy.size > MAX_RENDERED_BYTES {
-            render = false;
-            not_rendered = Some(format!(
-                "its DICOM copy ({} bytes) is larger than the {MAX_RENDERED_BYTES} bytes rendered",
-                copy.size
-            ));
-        }
-        let mut held = Vec::new();
         let store = self.storage.store().clone();
         let mut stream = self
             .runtime
@@ -249,28 +236,58 @@ impl Exporter {
             while let Some(chunk) = self.runtime.block_on(stream.next()) {
                 let chunk = chunk.map_err(io::Error::other)?;
                 out.write_all(&chunk)?;
-                if render {
-                    held.extend_from_slice(&chunk);
-                }
             }
             Ok(())
         })?;
-        if render {
-            match crate::imaging::render::render_first_frame(&held) {
-                Ok(rendered) => {
-                    drop(held);
-                    let path = format!("images/{}.png", image.uuid);
-                    archive.entry(
-                        &path,
-                        Compression::Stored,
-                        rendered.png.len() as u64,
-                        |out| out.write_all(&rendered.png),
-                    )?;
-                }
-                Err(reason) => not_rendered = Some(format!("frame 0 cannot be rendered: {reason}")),
+        if kind != ImageKind::Dicom || !format.needs_pixels() {
+            return Ok(None);
+        }
+        // Read again, up to the end of frame 0.
+        let stream = self
+            .runtime
+            .block_on(store.get(&copy.location))
+            .map_err(|e| failed(e.to_string()))?
+            .into_stream();
+        let copy = StoreReader {
+            runtime: &self.runtime,
+            stream,
+            current: actix_web::web::Bytes::new(),
+        };
+        match crate::imaging::render::render_first_frame_from(copy, self.max_dicom_header_bytes) {
+            Ok(rendered) => {
+                let path = format!("images/{}.png", image.uuid);
+                archive.entry(
+                    &path,
+                    Compression::Stored,
+                    rendered.png.len() as u64,
+                    |out| out.write_all(&rendered.png),
+                )?;
+                Ok(None)
+            }
+            Err(reason) => Ok(Some(format!("frame 0 cannot be rendered: {reason}"))),
+        }
+    }
+}
+
+/// A blocking reader of a stored object's byte stream (the export runs on a blocking thread).
+struct StoreReader<'a> {
+    runtime: &'a tokio::runtime::Handle,
+    stream: futures_util::stream::BoxStream<'static, object_store::Result<actix_web::web::Bytes>>,
+    current: actix_web::web::Bytes,
+}
+
+impl Read for StoreReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.runtime.block_on(self.stream.next()) {
+                Some(chunk) => self.current = chunk.map_err(io::Error::other)?,
+                None => return Ok(0),
             }
         }
-        Ok(not_rendered)
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
     }
 }
 

@@ -210,6 +210,11 @@ impl<R: Read> Part10Reader<R> {
         Part10Reader { inner, position: 0 }
     }
 
+    /// The stream being read.
+    pub fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Bytes read so far (the offset in the file).
     pub fn position(&self) -> u64 {
         self.position
