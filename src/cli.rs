@@ -367,7 +367,17 @@ fn export_dataset(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let partial = tempfile::NamedTempFile::new_in(directory)
+    let mut partial = tempfile::Builder::new();
+    partial.prefix(".medlabel-export-");
+    // The finished file gets the mode any new file gets here (0666 less the umask), not the
+    // 0600 of a temporary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        partial.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let partial = partial
+        .tempfile_in(directory)
         .with_context(|| format!("creating a file in {}", directory.display()))?;
     let bar = indicatif::ProgressBar::new(dataset.image_count.max(0) as u64);
     bar.set_style(

@@ -151,6 +151,10 @@ impl Geometry {
     /// Reads `value` as a `shape` geometry and checks it against `bounds`. Errors name the
     /// field under `geometry` that breaks a rule.
     pub fn parse(shape: Shape, value: &Value, bounds: Bounds) -> Result<Geometry, Invalid> {
+        // serde would fill a struct from an array, positionally.
+        if !value.is_object() {
+            return Err(invalid("geometry", "must be a JSON object"));
+        }
         let geometry = match shape {
             Shape::Box => serde_json::from_value(value.clone()).map(Geometry::Box),
             Shape::Polygon => serde_json::from_value(value.clone()).map(Geometry::Polygon),
@@ -361,6 +365,11 @@ mod tests {
 
     #[test]
     fn boxes_may_touch_the_border_and_not_cross_it() {
+        assert_eq!(
+            field(Shape::Box, json!([1, 1, 2, 2])),
+            Some("geometry".into())
+        );
+        assert_eq!(field(Shape::Point, json!([1, 1])), Some("geometry".into()));
         let whole = json!({"x": 0, "y": 0, "width": 100, "height": 50});
         assert_eq!(field(Shape::Box, whole), None);
         assert_eq!(

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage as _, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
 
@@ -52,6 +52,7 @@ pub struct CreateDatasetRequest {
     #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[validate(nested)]
+    #[serde(deserialize_with = "super::object")]
     pub filter: DatasetFilter,
 }
 
@@ -260,6 +261,16 @@ pub async fn get_dataset(
     Ok(HttpResponse::Ok().json(response))
 }
 
+/// Where an export's response body is: not started (the export starts on the first read),
+/// streaming its chunks, or done.
+enum Stream {
+    NotStarted(Box<dyn FnOnce() -> (Receiver, Arc<std::sync::atomic::AtomicBool>)>),
+    Streaming(Receiver, Arc<std::sync::atomic::AtomicBool>),
+    Done,
+}
+
+type Receiver = tokio::sync::mpsc::Receiver<actix_web::web::Bytes>;
+
 /// Chunks of the archive sent to the response at once, and chunks in flight.
 const CHUNK_BYTES: usize = 256 << 10;
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -280,6 +291,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 )]
 pub async fn export_dataset(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     id: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -298,51 +310,68 @@ pub async fn export_dataset(
         })
         .await?;
     let filename = format!("{}-{}.zip", dataset.uuid, format.name());
+    let disposition = (
+        header::CONTENT_DISPOSITION,
+        format!("attachment; filename=\"{filename}\""),
+    );
+    if req
+        .extensions()
+        .get::<crate::middleware::canonical_path::HeadRequest>()
+        .is_some()
+    {
+        // HEAD: the headers of the archive, without making it.
+        return Ok(HttpResponse::Ok()
+            .content_type("application/zip")
+            .insert_header(disposition)
+            .finish());
+    }
     let exporter = Exporter::new(&state, tokio::runtime::Handle::current());
-    let (chunks, receiver) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let finished = complete.clone();
     let running = state.exports_running.clone();
-    running.fetch_add(1, Ordering::SeqCst);
-    tokio::task::spawn_blocking(move || {
-        let out = ChannelWriter::new(chunks, CHUNK_BYTES);
-        match exporter.write(&dataset, &response, format, out, &mut || {}) {
-            Ok(out) => {
-                finished.store(true, Ordering::SeqCst);
-                drop(out);
+    // The export starts when the body is first read: a client gone before the first byte
+    // starts nothing.
+    let start = move || {
+        let (chunks, receiver) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = complete.clone();
+        running.fetch_add(1, Ordering::SeqCst);
+        tokio::task::spawn_blocking(move || {
+            let out = ChannelWriter::new(chunks, CHUNK_BYTES);
+            match exporter.write(&dataset, &response, format, out, &mut || {}) {
+                Ok(out) => {
+                    finished.store(true, Ordering::SeqCst);
+                    drop(out);
+                }
+                Err(crate::export::ExportError::Io(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    tracing::info!(dataset = %dataset.uuid, "export stopped: the client went away");
+                }
+                Err(e) => tracing::error!(dataset = %dataset.uuid, error = %e, "export failed"),
             }
-            Err(crate::export::ExportError::Io(e))
-                if e.kind() == std::io::ErrorKind::BrokenPipe =>
-            {
-                tracing::info!(dataset = %dataset.uuid, "export stopped: the client went away");
-            }
-            Err(e) => tracing::error!(dataset = %dataset.uuid, error = %e, "export failed"),
-        }
-        running.fetch_sub(1, Ordering::SeqCst);
-    });
+            running.fetch_sub(1, Ordering::SeqCst);
+        });
+        (receiver, complete)
+    };
     // The archive's chunks; a failed export ends the body with an error, so the connection is
     // cut instead of ending like a complete archive.
-    let body = futures_util::stream::unfold(
-        (receiver, complete, false),
-        |(mut receiver, complete, done)| async move {
-            if done {
-                return None;
-            }
+    let body =
+        futures_util::stream::unfold(Stream::NotStarted(Box::new(start)), |state| async move {
+            let (mut receiver, complete) = match state {
+                Stream::NotStarted(start) => start(),
+                Stream::Streaming(receiver, complete) => (receiver, complete),
+                Stream::Done => return None,
+            };
             match receiver.recv().await {
-                Some(chunk) => Some((Ok(chunk), (receiver, complete, false))),
+                Some(chunk) => Some((Ok(chunk), Stream::Streaming(receiver, complete))),
                 None if complete.load(Ordering::SeqCst) => None,
                 None => Some((
                     Err(std::io::Error::other("the export failed")),
-                    (receiver, complete, true),
+                    Stream::Done,
                 )),
             }
-        },
-    );
+        });
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
+        .insert_header(disposition)
         .streaming(body))
 }

@@ -24,7 +24,7 @@ pub mod vocabulary;
 use actix_web::web;
 
 pub use extract::{parse_id, parse_query_uuid, parse_timestamp, valid_name, JsonBody, NUL_MESSAGE};
-pub use serde_fields::{nullable, present, whole_number};
+pub use serde_fields::{nullable, object, present, whole_number};
 
 /// Registers every `/api/v1` route (the scope and its middleware are set up in `startup`).
 pub fn configure(cfg: &mut web::ServiceConfig) {

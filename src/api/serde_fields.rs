@@ -31,9 +31,23 @@ where
             Ok(Some(f as i64))
         }
         _ => Err(serde::de::Error::custom(format!(
-            "{number} is not a whole number"
+            "{number} is not a whole number in the range of a 64-bit integer"
         ))),
     }
+}
+
+/// A JSON object read as `T` (serde would otherwise fill a struct from an array,
+/// positionally); anything else is refused.
+pub fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::custom("must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
 }
 
 /// For PATCH fields that may be set to `null`: absent -> `None`, `null` -> `Some(None)`.

@@ -14,7 +14,8 @@
 //!   spooled to a temporary file. (The ZIP central directory, written at the end, holds one
 //!   short record per entry inside `zip`.) A DICOM rendered for COCO or YOLO is read again
 //!   only up to the end of its frame 0 (`imaging::render::render_first_frame_from`), so a
-//!   long multi-frame file costs one frame.
+//!   long multi-frame file costs one frame, and one frame is decoded at a time per instance
+//!   however many exports run.
 //! - **One image that cannot be rendered does not stop the export.** A DICOM whose frame 0
 //!   cannot be rendered (a transfer syntax without a decoder here, such as JPEG 2000, or a
 //!   frame larger than `imaging::render::MAX_FRAME_BYTES`) keeps its de-identified copy in `images/`, is left
@@ -45,6 +46,9 @@ use crate::state::AppState;
 use crate::storage::deidentified::{deidentified_copy, CopySource};
 use crate::storage::Storage;
 use crate::views::datasets::DatasetResponse;
+
+/// Held while a DICOM frame is decoded and rendered (see `image_files`).
+static RENDERING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 /// Images read from the database per query.
 const PAGE: i64 = 500;
@@ -253,7 +257,13 @@ impl Exporter {
             stream,
             current: actix_web::web::Bytes::new(),
         };
-        match crate::imaging::render::render_first_frame_from(copy, self.max_dicom_header_bytes) {
+        // One frame decoded at a time in this instance: concurrent exports of large frames
+        // wait here instead of multiplying the memory a decode takes.
+        let rendered = {
+            let _one_at_a_time = RENDERING.lock();
+            crate::imaging::render::render_first_frame_from(copy, self.max_dicom_header_bytes)
+        };
+        match rendered {
             Ok(rendered) => {
                 let path = format!("images/{}.png", image.uuid);
                 archive.entry(

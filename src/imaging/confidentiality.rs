@@ -129,6 +129,8 @@ pub struct Walked {
     /// Some Burned In Annotation (0028,0301) the copy keeps, at any depth and in any VR, says
     /// `YES` (in any of its values).
     pub burned_in_annotation: bool,
+    /// The length in bytes of the top-level Pixel Data when it is native (defined length).
+    pub native_pixel_bytes: Option<u64>,
 }
 
 /// The replacement of a UID (PS3.15 E.3.1 `U`, as API.md fixes it): `2.25.` followed by the
@@ -253,6 +255,7 @@ pub fn deidentify_dicom<R: Read, W: Write>(
             captured: Vec::new(),
             syntax: Some(syntax),
             burned_in_annotation: false,
+            native_pixel_bytes: None,
         },
         growth: 0,
         jpeg_frames: JPEG_PROCESS_SYNTAXES.contains(&transfer_syntax.as_str()),
@@ -539,6 +542,9 @@ impl<R: Read, W: Write> Engine<'_, R, W> {
         if PIXEL_DATA_TAGS.contains(&header.tag) {
             if depth == 0 {
                 self.seen_pixels = true;
+                if header.tag == 0x7FE0_0010 && header.length != UNDEFINED_LENGTH {
+                    self.walked.native_pixel_bytes = Some(u64::from(header.length));
+                }
             }
             return self.pixels(header, syntax, emit);
         }

@@ -42,11 +42,15 @@ pub struct DicomHeader {
     /// Burned In Annotation (0028,0301) is `YES`.
     pub burned_in_annotation: bool,
     /// Number of Frames (0028,0008) of a multi-frame image (PS3.3 C.7.6.6); `None` when absent.
+    /// After [`check`], no more than native Pixel Data holds.
     pub number_of_frames: Option<u32>,
+    /// Samples per Pixel (0028,0002) and Bits Allocated (0028,0100).
+    pub samples_per_pixel: Option<u32>,
+    pub bits_allocated: Option<u32>,
 }
 
 /// The top-level attributes an upload is filed by, read while the file streams.
-const FILING_TAGS: [u32; 17] = [
+const FILING_TAGS: [u32; 19] = [
     0x0008_0005, // Specific Character Set
     0x0008_0018, // SOP Instance UID
     0x0008_0020, // Study Date
@@ -60,9 +64,11 @@ const FILING_TAGS: [u32; 17] = [
     0x0010_0040, // Patient's Sex
     0x0020_000D, // Study Instance UID
     0x0020_000E, // Series Instance UID
+    0x0028_0002, // Samples per Pixel
     0x0028_0008, // Number of Frames
     0x0028_0010, // Rows
     0x0028_0011, // Columns
+    0x0028_0100, // Bits Allocated
     0x0028_0301, // Burned In Annotation
 ];
 
@@ -113,6 +119,24 @@ pub fn check<R: std::io::Read>(input: R, max_header_bytes: u64) -> Result<DicomH
     let mut header = read_header(&file).map_err(|e| ImageError::Corrupt("DICOM", e))?;
     // YES in any Burned In Annotation the copy would keep (any VR, any depth, any value).
     header.burned_in_annotation |= walked.burned_in_annotation;
+    // Frames are what native Pixel Data holds, not more than Number of Frames declares (a
+    // file claiming a million frames with one stored takes annotations on frame 0 only).
+    if let (Some(declared), Some(bytes)) = (header.number_of_frames, walked.native_pixel_bytes) {
+        let frame = [
+            header.dimensions.width,
+            header.dimensions.height,
+            header.samples_per_pixel,
+            header.bits_allocated,
+        ]
+        .into_iter()
+        .try_fold(1u64, |product, n| Some(product * u64::from(n?)))
+        .map(|bits| bits.div_ceil(8))
+        .filter(|bytes| *bytes > 0);
+        if let Some(frame) = frame {
+            let held = u32::try_from(bytes / frame).unwrap_or(u32::MAX).max(1);
+            header.number_of_frames = Some(declared.min(held));
+        }
+    }
     Ok(header)
 }
 
@@ -162,6 +186,8 @@ pub fn read_header(file: &[u8]) -> Result<DicomHeader, String> {
         burned_in_annotation: text(tags::BURNED_IN_ANNOTATION)
             .is_some_and(|v| v.eq_ignore_ascii_case("YES")),
         number_of_frames: number(tags::NUMBER_OF_FRAMES).filter(|n| *n > 0),
+        samples_per_pixel: number(tags::SAMPLES_PER_PIXEL),
+        bits_allocated: number(tags::BITS_ALLOCATED),
     };
     check_values(&header)?;
     Ok(header)
@@ -277,6 +303,18 @@ pub fn synthetic_dicom(
     shade: u8,
     attributes: &[(dicom_core::Tag, dicom_core::VR, String)],
 ) -> anyhow::Result<Vec<u8>> {
+    synthetic_frames(rows, columns, 1, shade, attributes)
+}
+
+/// Like [`synthetic_dicom`], with `frames` frames of Pixel Data (Number of Frames is what
+/// `attributes` say, if anything: a test may declare more than it stores).
+pub fn synthetic_frames(
+    rows: u16,
+    columns: u16,
+    frames: usize,
+    shade: u8,
+    attributes: &[(dicom_core::Tag, dicom_core::VR, String)],
+) -> anyhow::Result<Vec<u8>> {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::uids;
     use dicom_object::meta::FileMetaTableBuilder;
@@ -328,7 +366,7 @@ pub fn synthetic_dicom(
         VR::US,
         u16_value(0),
     ));
-    let pixels: Vec<u8> = (0..rows as usize * columns as usize)
+    let pixels: Vec<u8> = (0..rows as usize * columns as usize * frames)
         .map(|i| (i as u8).wrapping_add(shade))
         .collect();
     obj.put(DataElement::new(

@@ -135,9 +135,15 @@ pub async fn head_as_get(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(HeadRequest);
     }
     next.call(req).await
 }
+
+/// In a request's extensions: it came as HEAD (routed as GET). A handler whose body costs
+/// work to make (a dataset export) answers the headers without starting that work.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRequest;
 
 /// Points the request at `path` (keeping its query), for the router as for every later layer.
 fn rewrite_path(req: &mut ServiceRequest, path: &str) -> Option<()> {

@@ -251,20 +251,36 @@ async fn every_geometry_rule_is_a_422_naming_the_field_and_borders_are_inside() 
     );
 }
 
-#[actix_web::test]
-async fn a_multi_frame_dicom_takes_annotations_on_each_of_its_frames() {
+/// An 8-row, 6-column MONOCHROME2 DICOM declaring `declared` frames and holding `held`.
+fn multi_frame(declared: &str, held: usize) -> Vec<u8> {
     use dicom_core::VR;
     use dicom_dictionary_std::tags;
+    let attributes = [(tags::NUMBER_OF_FRAMES, VR::IS, declared.to_owned())];
+    medlabel::imaging::dicom::synthetic_frames(8, 6, held, 0, &attributes).unwrap()
+}
+
+#[actix_web::test]
+async fn a_multi_frame_dicom_takes_annotations_on_each_of_its_frames() {
     let app = TestApp::spawn().await;
     let doctor = app.token_client(&[Role::Doctor]).await;
     let label = app.label("Lesion").await["id"].as_str().unwrap().to_owned();
-    let file = medlabel::imaging::dicom::synthetic_dicom(
-        8,
-        6,
-        0,
-        &[(tags::NUMBER_OF_FRAMES, VR::IS, "3".to_owned())],
-    )
-    .unwrap();
+    // Frames are what the file holds: a claim of a million frames over one is one frame.
+    let claims = doctor
+        .upload(&multi_frame("1000000", 1), "claims.dcm", None)
+        .await;
+    assert_eq!(claims.status, StatusCode::CREATED, "{}", claims.text);
+    let claims = format!(
+        "/api/v1/images/{}/annotations",
+        claims.body["id"].as_str().unwrap()
+    );
+    doctor
+        .post(
+            &claims,
+            &json!({"label_id": label, "shape": "point", "geometry": {"x": 1, "y": 1}, "frame": 1}),
+        )
+        .await
+        .problem(422);
+    let file = multi_frame("3", 3);
     let image = doctor.upload(&file, "cine.dcm", None).await;
     assert_eq!(image.status, StatusCode::CREATED, "{}", image.text);
     let path = format!(

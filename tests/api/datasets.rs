@@ -329,6 +329,9 @@ async fn dataset_filters_select_as_the_image_list_does_and_bad_ones_are_422() {
         );
     }
     create(json!({"uploaded_by": "x"})).await.problem(422);
+    create(json!([null, null, null, null, null, null, null]))
+        .await
+        .problem(422);
     a.researcher
         .post("/api/v1/datasets", &json!({"name": "", "filter": {}}))
         .await
@@ -603,6 +606,18 @@ async fn the_cli_writes_the_same_archive_as_the_api() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("3 images, 4 annotations"), "{stdout}");
     assert_eq!(std::fs::read(&output).unwrap(), from_api, "the same bytes");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        assert_eq!(
+            mode(&output),
+            mode(&plain),
+            "the mode any new file gets, not 0600"
+        );
+        std::fs::remove_file(plain).unwrap();
+    }
     let leftovers: Vec<_> = std::fs::read_dir(output.parent().unwrap())
         .unwrap()
         .collect();
@@ -625,6 +640,40 @@ async fn the_cli_writes_the_same_archive_as_the_api() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no dataset"));
     assert!(!dir.path().join("none.zip").exists());
+}
+
+#[actix_web::test]
+async fn a_head_request_starts_no_export() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn().await;
+    let a = arrange(&app).await;
+    let id = a
+        .researcher
+        .post("/api/v1/datasets", &json!({"name": "Head", "filter": {}}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = app.state.storage.copy_flights().started();
+    let res = a
+        .researcher
+        .send(
+            actix_web::http::Method::HEAD,
+            &format!("/api/v1/datasets/{id}/export?format=coco"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("content-type"), Some("application/zip"));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.state.exports_running.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        app.state.storage.copy_flights().started(),
+        before,
+        "no copy was made for a HEAD"
+    );
 }
 
 #[actix_web::test]
