@@ -286,7 +286,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
         ExportQuery
     ),
     responses(
-        (status = 200, description = "The archive", content((crate::api::images::BinaryFile = "application/zip")), headers(("Content-Disposition" = String, description = "attachment; filename=\"<id>-<format>.zip\"")))
+        (status = 200, description = "The archive (served as application/zip)", content((crate::api::images::BinaryFile = "application/octet-stream"), (crate::api::images::BinaryFile = "application/zip")), headers(("Content-Disposition" = String, description = "attachment; filename=\"<id>-<format>.zip\"")))
     )
 )]
 pub async fn export_dataset(
