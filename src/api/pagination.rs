@@ -41,7 +41,9 @@ impl PageRequest {
                 n
             }
         };
+        // `?cursor=` (empty) is the first page, as no cursor is.
         let after = cursor
+            .filter(|c| !c.is_empty())
             .map(|c| decode_cursor(c, |k| uuid::Uuid::parse_str(k).is_ok()))
             .transpose()?;
         Ok(PageRequest { limit, after })
@@ -55,7 +57,10 @@ impl PageRequest {
         is_key: fn(&str) -> bool,
     ) -> Result<Self, ApiError> {
         let limit = PageRequest::parse(limit, None)?.limit;
-        let after = cursor.map(|c| decode_cursor(c, is_key)).transpose()?;
+        let after = cursor
+            .filter(|c| !c.is_empty())
+            .map(|c| decode_cursor(c, is_key))
+            .transpose()?;
         Ok(PageRequest { limit, after })
     }
 
@@ -90,7 +95,7 @@ impl PageRequest {
     /// an opaque cursor. Unparseable -> 400, limit out of range -> 422.
     pub fn parse_offset(limit: Option<&str>, cursor: Option<&str>) -> Result<(i64, i64), ApiError> {
         let page = PageRequest::parse(limit, None)?;
-        let offset = match cursor {
+        let offset = match cursor.filter(|c| !c.is_empty()) {
             None => 0,
             Some(raw) => base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(raw.trim())
@@ -179,5 +184,12 @@ mod tests {
         assert_eq!(page.next_cursor, Some(encode_cursor("b")));
         let last = req.finish(vec!["a"], |r| r, |r| r);
         assert_eq!(last.next_cursor, None);
+        // An empty cursor is the first page; a cursor this server did not issue is 400.
+        assert_eq!(PageRequest::parse(None, Some("")).unwrap().after, None);
+        assert_eq!(PageRequest::parse_offset(None, Some("")).unwrap().1, 0);
+        assert!(matches!(
+            PageRequest::parse(None, Some("bm90LWEtdXVpZA")),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -82,20 +82,22 @@ fn check_frame(image: &Image, frame: i32) -> Result<(), ApiError> {
 
 /// The active label `uuid`, or 422 on `label_id`.
 fn active_label(conn: &mut DbConnection, uuid: &str) -> Result<Label, ApiError> {
-    let found = match uuid::Uuid::parse_str(uuid) {
-        Ok(parsed) => labels::find(conn, &parsed.to_string()).ok(),
-        Err(_) => None,
+    let Ok(parsed) = uuid::Uuid::parse_str(uuid) else {
+        return Err(ApiError::field("label_id", "must be a label's id (a UUID)"));
     };
-    match found {
-        Some(label) if label.is_active => Ok(label),
-        Some(label) => Err(ApiError::field(
+    match labels::find(conn, &parsed.to_string()) {
+        Ok(label) if label.is_active => Ok(label),
+        Ok(label) => Err(ApiError::field(
             "label_id",
             format!(
                 "the label {:?} ({}) is no longer active",
                 label.name, label.uuid
             ),
         )),
-        None => Err(ApiError::field("label_id", "no active label has this id")),
+        Err(diesel::result::Error::NotFound) => {
+            Err(ApiError::field("label_id", "no active label has this id"))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -192,13 +194,11 @@ pub fn update(
         precondition.check(annotation.version)?;
         // The label it has keeps it, as a diagnosis keeps a deactivated label.
         let label_id = match patch.label_id {
-            Some(label) => {
-                let held = labels::find(conn, label).ok();
-                match held {
-                    Some(l) if l.id == annotation.label_id => Some(l.id),
-                    _ => Some(active_label(conn, label)?.id),
-                }
-            }
+            Some(label) => match labels::find(conn, label) {
+                Ok(held) if held.id == annotation.label_id => Some(held.id),
+                Ok(_) | Err(diesel::result::Error::NotFound) => Some(active_label(conn, label)?.id),
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
         let shape = Shape::from_name(&annotation.shape)
