@@ -197,6 +197,19 @@ impl Exporter {
         }
     }
 
+    /// The stored object at `location`, as a blocking reader of its bytes.
+    fn open(&self, location: &object_store::path::Path) -> object_store::Result<StoreReader<'_>> {
+        let stream = self
+            .runtime
+            .block_on(self.storage.store().get(location))?
+            .into_stream();
+        Ok(StoreReader {
+            runtime: &self.runtime,
+            stream,
+            current: actix_web::web::Bytes::new(),
+        })
+    }
+
     /// `images/<id>.<ext>`: the de-identified copy, streamed from the store; for a DICOM in
     /// a format that needs pixels, also `images/<id>.png`. Returns why that PNG could not be
     /// made, if it could not.
@@ -229,34 +242,20 @@ impl Exporter {
                 self.max_dicom_header_bytes,
             ))
             .map_err(|e| failed(e.to_string()))?;
-        let store = self.storage.store().clone();
-        let mut stream = self
-            .runtime
-            .block_on(store.get(&copy.location))
-            .map_err(|e| failed(e.to_string()))?
-            .into_stream();
+        let mut stored = self
+            .open(&copy.location)
+            .map_err(|e| failed(e.to_string()))?;
         let path = format!("images/{}.{}", image.uuid, kind.extension());
         archive.entry(&path, Compression::Stored, copy.size, |out| {
-            while let Some(chunk) = self.runtime.block_on(stream.next()) {
-                let chunk = chunk.map_err(io::Error::other)?;
-                out.write_all(&chunk)?;
-            }
-            Ok(())
+            io::copy(&mut stored, out).map(drop)
         })?;
         if kind != ImageKind::Dicom || !format.needs_pixels() {
             return Ok(None);
         }
         // Read again, up to the end of frame 0.
-        let stream = self
-            .runtime
-            .block_on(store.get(&copy.location))
-            .map_err(|e| failed(e.to_string()))?
-            .into_stream();
-        let copy = StoreReader {
-            runtime: &self.runtime,
-            stream,
-            current: actix_web::web::Bytes::new(),
-        };
+        let copy = self
+            .open(&copy.location)
+            .map_err(|e| failed(e.to_string()))?;
         // One frame decoded at a time in this instance: concurrent exports of large frames
         // wait here instead of multiplying the memory a decode takes.
         let rendered = {
