@@ -160,7 +160,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(system, added, "loaded the bundled code list");
     }
     if !imported.is_empty() {
-        release_freed_memory();
+        crate::code_index::release_freed_memory();
     }
     ensure_first_admin(&state)?;
     actix_web::rt::System::new().block_on(async move {
@@ -184,17 +184,6 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("server stopped with an error")
     })
-}
-
-/// Hands memory freed by a large one-off job (parsing and loading 112k codes) back to the
-/// system: glibc keeps freed heap pages in its arenas, which left a first start 25 MiB larger
-/// than a later one.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// When no active admin exists, creates one and prints its credentials once.

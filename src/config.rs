@@ -81,6 +81,13 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// SQLite's `busy_timeout`: how long a statement waits for a lock held by another process.
     pub db_busy_timeout_ms: u64,
+    /// The longest a request's database work may run (PostgreSQL `statement_timeout`; on
+    /// SQLite, checked by a progress handler), in milliseconds; 0 turns it off.
+    pub db_statement_timeout_ms: u64,
+    /// Whether code searches use the in-memory index (`MEDLABEL_CODE_INDEX=off`: the database).
+    pub code_index: bool,
+    /// How often the code index checks whether another instance changed the codes.
+    pub code_index_poll_ms: u64,
     /// Age after which an object no row references is removed; longer than any upload takes.
     pub orphan_grace_secs: u64,
     pub workers: Option<usize>,
@@ -248,6 +255,26 @@ impl Settings {
                 "MEDLABEL_DB_BUSY_TIMEOUT_MS",
                 10_000,
             )?,
+            db_statement_timeout_ms: number(
+                get("MEDLABEL_DB_STATEMENT_TIMEOUT_MS")?,
+                "MEDLABEL_DB_STATEMENT_TIMEOUT_MS",
+                10_000,
+            )?,
+            code_index: match get("MEDLABEL_CODE_INDEX")?.as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "MEDLABEL_CODE_INDEX must be on or off, not {other:?}"
+                    )))
+                }
+            },
+            code_index_poll_ms: number(
+                get("MEDLABEL_CODE_INDEX_POLL_MS")?,
+                "MEDLABEL_CODE_INDEX_POLL_MS",
+                1_000,
+            )?
+            .max(50),
             orphan_grace_secs: number(
                 get("MEDLABEL_ORPHAN_GRACE_SECS")?,
                 "MEDLABEL_ORPHAN_GRACE_SECS",

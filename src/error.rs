@@ -114,6 +114,10 @@ impl From<DieselError> for ApiError {
                 tracing::warn!(error = %lock, "database busy (lock held elsewhere)");
                 ApiError::Unavailable("the database is busy; try again".into())
             }
+            ref slow if crate::db::is_statement_timeout(slow) => {
+                tracing::warn!(error = %slow, "a request's database work ran past its time limit");
+                ApiError::Unavailable("the database took too long; try again".into())
+            }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 tracing::error!("database connection closed");
                 ApiError::Unavailable("the database is unavailable".into())

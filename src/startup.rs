@@ -77,6 +77,10 @@ impl Application {
         let listener = TcpListener::bind(&state.settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.bind))?;
         let port = listener.local_addr()?.port();
+        state.code_index.start(
+            state.db.clone(),
+            std::time::Duration::from_millis(state.settings.code_index_poll_ms),
+        );
         let server = build_server(listener, state, extra_routes)?;
         Ok(Application { port, server })
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
+use crate::code_index::CodeIndex;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::pseudonym::PseudonymKey;
@@ -22,20 +23,38 @@ pub struct AppState {
     /// How many dataset exports this instance is writing now (a client that disconnects
     /// stops its export: tests and operators can see it end).
     pub exports_running: Arc<std::sync::atomic::AtomicUsize>,
+    /// The code search index; [`crate::startup::Application`] starts its thread.
+    pub code_index: CodeIndex,
+    /// Code searches that fall back to the database (index not built yet, or off) run at
+    /// most this many at a time, so a flood of them cannot hold every pooled connection.
+    pub search_fallback: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// Opens the database pool and the object store named by the settings.
     pub fn open(settings: Settings) -> anyhow::Result<Self> {
-        let db = Db::connect_with(
+        let db = Db::connect_limited(
             &settings.database_url.0,
             settings.db_pool_size,
             std::time::Duration::from_millis(settings.db_busy_timeout_ms),
+            (settings.db_statement_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(settings.db_statement_timeout_ms)),
         )?;
         let storage = Storage::from_url(&settings.storage_url)?;
         let (pseudonym_key, generated_key_file) = settings.resolve_pseudonym_key()?;
         let pseudonym_key = Arc::new(pseudonym_key);
-        let audit = AuditLog::start(db.clone());
+        // The audit writer has its own connections: it never waits behind request handlers
+        // for one (on SQLite, writers still take turns in `sqlite_writer`).
+        let audit_db = Db::connect_with(
+            &settings.database_url.0,
+            2,
+            std::time::Duration::from_millis(settings.db_busy_timeout_ms),
+        )?;
+        let audit = AuditLog::start(audit_db);
+        let code_index = CodeIndex::new(settings.code_index);
+        let search_fallback = Arc::new(tokio::sync::Semaphore::new(
+            (settings.db_pool_size as usize / 4).max(1),
+        ));
         Ok(AppState {
             db,
             storage,
@@ -44,6 +63,8 @@ impl AppState {
             pseudonym_key,
             generated_key_file,
             exports_running: Arc::default(),
+            code_index,
+            search_fallback,
         })
     }
 }

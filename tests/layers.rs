@@ -95,9 +95,9 @@ fn no_top_level_modules_import_each_other() {
 /// module must be placed here (ARCHITECTURE.md explains the order).
 const LAYERS: [&[&str]; 17] = [
     &["text", "probe", "pseudonym", "geometry"],
-    &["db"],
+    &["db", "search"],
     &["config", "models", "imaging"],
-    &["telemetry", "codesets", "storage"],
+    &["telemetry", "codesets", "code_index", "storage"],
     &["orphans", "error"],
     &["middleware"],
     &["audit"],

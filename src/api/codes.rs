@@ -158,19 +158,7 @@ async fn list_codes(
             // Ranked search: the cursor is the position in the ranking.
             let (limit, offset) =
                 PageRequest::parse_offset(query.limit.as_deref(), query.cursor.as_deref())?;
-            let system = query.system.clone();
-            let rows = state
-                .db
-                .run(move |conn| {
-                    Ok::<_, ApiError>(codes::search_codes(
-                        conn,
-                        system.as_deref(),
-                        &q,
-                        offset,
-                        limit + 1,
-                    )?)
-                })
-                .await?;
+            let rows = search(&state, q, query.system.clone(), offset, limit + 1).await?;
             PageRequest::finish_offset(rows, limit, offset, CodeResponse::from)
         }
         None => {
@@ -197,6 +185,44 @@ async fn list_codes(
         }
     };
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The codes at `offset..offset + limit` of the ranking of `q`: from the in-memory index
+/// ([`crate::search`]), read back from the database in its order (a code another instance has
+/// just deactivated drops out); while the index is not built, from the database's full-text
+/// search, a few at a time ([`AppState::search_fallback`]; waiting more than 2 s is 503).
+async fn search(
+    state: &AppState,
+    q: String,
+    system: Option<String>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Code>, ApiError> {
+    let (from, count) = (offset.max(0) as usize, limit.max(0) as usize);
+    if let Some(ids) = state.code_index.search(&q, system.as_deref(), from, count) {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = ids.clone();
+        let mut rows = state
+            .db
+            .query(move |conn| codes::find_codes_by_ids(conn, &wanted))
+            .await?;
+        rows.retain(|c| c.is_active);
+        rows.sort_by_key(|c| ids.iter().position(|id| *id == c.id));
+        return Ok(rows);
+    }
+    let _permit = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.search_fallback.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| crate::db::DbError::Busy)?
+    .map_err(|e| crate::db::DbError::Blocking(e.to_string()))?;
+    Ok(state
+        .db
+        .query(move |conn| codes::search_codes(conn, system.as_deref(), &q, offset, limit))
+        .await?)
 }
 
 fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpResponse {
@@ -239,11 +265,16 @@ async fn create_code(
     let code = normalise_code(&body.system, &body.code).map_err(|m| ApiError::field("code", m))?;
     let billable = body.system != "icd-10" || code.len() > 3;
     let new = NewCode::new(&body.system, &code, body.description.trim(), billable);
+    let index = state.code_index.clone();
     let created = state
         .db
         .run(move |conn| {
             codes::ensure_code_systems(conn)?;
-            crate::db::write_transaction(conn, |conn| changes::codes::create(conn, &change, &new))
+            crate::db::write_transaction(conn, |conn| {
+                let created = changes::codes::create(conn, &change, &new)?;
+                index_on_commit(&index, &created);
+                Ok::<_, ApiError>(created)
+            })
         })
         .await?;
     Ok(code_response(created, actix_web::http::StatusCode::CREATED))
@@ -275,6 +306,12 @@ async fn get_code(
     Ok(code_response(found, actix_web::http::StatusCode::OK))
 }
 
+/// Hands a changed code to this instance's search index once its transaction commits.
+pub(crate) fn index_on_commit(index: &crate::code_index::CodeIndex, code: &Code) {
+    let (index, code) = (index.clone(), code.clone());
+    crate::db::on_commit(move || index.apply(&code));
+}
+
 /// Changes the code named by the path, honouring `If-Match`.
 async fn change_code(
     state: &AppState,
@@ -286,6 +323,7 @@ async fn change_code(
 ) -> Result<Code, ApiError> {
     let (system, code) = path_code(path)?;
     let precondition = precondition(req);
+    let index = state.code_index.clone();
     state
         .db
         .run(move |conn| {
@@ -294,7 +332,15 @@ async fn change_code(
                     description: description.as_deref(),
                     is_active,
                 };
-                changes::codes::update(conn, &change, (&system, &code), &precondition, &changes)
+                let changed = changes::codes::update(
+                    conn,
+                    &change,
+                    (&system, &code),
+                    &precondition,
+                    &changes,
+                )?;
+                index_on_commit(&index, &changed);
+                Ok::<_, ApiError>(changed)
             })
         })
         .await

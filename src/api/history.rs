@@ -260,6 +260,7 @@ async fn revert(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let change = Change::by(&caller);
+    let index = state.code_index.clone();
     let restored = state
         .db
         .run(move |conn| {
@@ -306,6 +307,7 @@ async fn revert(
                             (&s.system, &s.code),
                             &changes,
                         )?;
+                        super::codes::index_on_commit(&index, &code);
                         let version = code.version;
                         Restored::of(CodeResponse::from(code), version)
                     }

@@ -2,13 +2,15 @@
 //! embedded migrations per backend, and `Db::run`, the only way handlers reach the database
 //! (always on the blocking thread pool, never on the async executor).
 
+pub mod deadline;
 pub mod migrations;
 pub mod schema;
 pub mod transactions;
 
 pub use migrations::{fill_name_keys, revert_all_migrations, run_migrations};
 pub use transactions::{
-    in_transaction, is_lock_contention, on_commit, sqlite_writer, write_transaction,
+    in_transaction, is_lock_contention, is_statement_timeout, on_commit, sqlite_writer,
+    write_transaction,
 };
 
 use std::time::Duration;
@@ -87,6 +89,8 @@ impl DatabaseUrl {
 pub struct ConnectionManager {
     url: DatabaseUrl,
     busy_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for this pool's connections (`None`: the server's).
+    statement_timeout: Option<Duration>,
 }
 
 impl ManageConnection for ConnectionManager {
@@ -95,9 +99,15 @@ impl ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn =
+                    diesel::PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                if let Some(limit) = self.statement_timeout {
+                    conn.batch_execute(&format!("SET statement_timeout = {}", limit.as_millis()))
+                        .map_err(r2d2::Error::QueryError)?;
+                }
+                Ok(DbConnection::Postgres(conn))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(path)
                     .map_err(r2d2::Error::ConnectionError)?;
@@ -152,6 +162,8 @@ pub struct Db {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     /// The health probe's last outcome.
     health: crate::probe::ProbeCache,
+    /// How long one [`Db::run`] may keep the database busy (`None`: no limit).
+    statement_timeout: Option<Duration>,
 }
 
 impl Db {
@@ -164,6 +176,18 @@ impl Db {
     /// Like [`Db::connect`]; on SQLite a statement waits at most `busy_timeout` for a lock
     /// another process holds, then fails as [`is_lock_contention`] recognises.
     pub fn connect_with(url: &str, max_size: u32, busy_timeout: Duration) -> anyhow::Result<Self> {
+        Self::connect_limited(url, max_size, busy_timeout, None)
+    }
+
+    /// Like [`Db::connect_with`], for request handlers: each [`Db::run`]'s statements stop
+    /// after `statement_timeout` (PostgreSQL `statement_timeout`, SQLite [`deadline`]) and
+    /// fail; the request answers 503.
+    pub fn connect_limited(
+        url: &str,
+        max_size: u32,
+        busy_timeout: Duration,
+        statement_timeout: Option<Duration>,
+    ) -> anyhow::Result<Self> {
         let url = DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("DATABASE_URL {e}"))?;
         let backend = match &url {
             DatabaseUrl::Postgres(_) => Backend::Postgres,
@@ -174,6 +198,7 @@ impl Db {
                             .with_context(|| format!("creating {}", dir.display()))?;
                     }
                 }
+                deadline::install();
                 Backend::Sqlite
             }
         };
@@ -184,13 +209,18 @@ impl Db {
             .min_idle(None) // keep the whole pool open: no connection set-up under a burst
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
-            .build_unchecked(ConnectionManager { url, busy_timeout });
+            .build_unchecked(ConnectionManager {
+                url,
+                busy_timeout,
+                statement_timeout,
+            });
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(max_size as usize));
         Ok(Db {
             pool,
             backend,
             permits,
             health: Default::default(),
+            statement_timeout,
         })
     }
 
@@ -225,9 +255,11 @@ impl Db {
                 .map_err(|_| DbError::Busy)?
                 .map_err(|e| DbError::Blocking(e.to_string()))?;
         let pool = self.pool.clone();
+        let limit = self.statement_timeout;
         actix_web::web::block(move || {
             let _permit = permit;
             let mut conn = pool.get().map_err(DbError::from)?;
+            let _deadline = deadline::Deadline::start(limit);
             f(&mut conn)
         })
         .await
@@ -274,7 +306,17 @@ impl Db {
     /// Applies pending migrations; returns the versions applied.
     pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.get()?;
-        run_migrations(&mut conn)
+        // Migrations may rewrite large tables: no request time limit on PostgreSQL.
+        let limited =
+            matches!(*conn, DbConnection::Postgres(_)) && self.statement_timeout.is_some();
+        if limited {
+            conn.batch_execute("SET statement_timeout = 0")?;
+        }
+        let applied = run_migrations(&mut conn);
+        if let (true, Some(limit)) = (limited, self.statement_timeout) {
+            conn.batch_execute(&format!("SET statement_timeout = {}", limit.as_millis()))?;
+        }
+        applied
     }
 }
 

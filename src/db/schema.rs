@@ -166,6 +166,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    index_generations (name) {
+        name -> Text,
+        generation -> BigInt,
+    }
+}
+
+diesel::table! {
     annotations (id) {
         id -> BigInt,
         uuid -> Text,

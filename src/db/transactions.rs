@@ -85,6 +85,20 @@ pub fn sqlite_writer() -> parking_lot::FairMutexGuard<'static, ()> {
     WRITER.lock()
 }
 
+/// True when a statement was stopped by its time limit ([`super::deadline`]): PostgreSQL's
+/// `statement_timeout` (SQLSTATE 57014, "canceling statement due to statement timeout") or
+/// SQLite's interrupt ("interrupted").
+pub fn is_statement_timeout(err: &diesel::result::Error) -> bool {
+    match err {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("canceling statement due to statement timeout")
+                || message == "interrupted"
+        }
+        _ => false,
+    }
+}
+
 /// True when a database error means "another transaction holds the lock; try again": SQLite's
 /// `SQLITE_BUSY`/`SQLITE_LOCKED` ("database is locked", "database table is locked"), and
 /// PostgreSQL's serialization failures, deadlocks and lock time-outs (SQLSTATE 40001, 40P01,

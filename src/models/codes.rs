@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::new_uuid;
-use crate::db::schema::{code_systems, codes};
+use crate::db::schema::{code_systems, codes, index_generations};
 use crate::db::{now, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
@@ -125,10 +125,33 @@ pub fn find_codes_by_ids(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Ve
         .load(conn)
 }
 
+/// The generation of the code search index: how many changes to the codes were committed.
+/// Every instance polls it ([`crate::search`] is rebuilt when it moved).
+pub fn generation(conn: &mut DbConnection) -> QueryResult<i64> {
+    index_generations::table
+        .find("codes")
+        .select(index_generations::generation)
+        .first(conn)
+}
+
+/// Counts a change to the codes; call it in the change's own transaction.
+fn bump_generation(conn: &mut DbConnection) -> QueryResult<()> {
+    diesel::update(index_generations::table.find("codes"))
+        .set(index_generations::generation.eq(index_generations::generation + 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every code, active or not, for building the search index.
+pub fn all_codes(conn: &mut DbConnection) -> QueryResult<Vec<Code>> {
+    codes::table.select(Code::as_select()).load(conn)
+}
+
 pub fn insert_code(conn: &mut DbConnection, new: &NewCode) -> QueryResult<Code> {
     diesel::insert_into(codes::table)
         .values(new.clone())
         .execute(conn)?;
+    bump_generation(conn)?;
     codes::table
         .filter(codes::uuid.eq(&new.uuid))
         .select(Code::as_select())
@@ -168,6 +191,7 @@ pub fn update_code(
     if updated == 0 {
         return Ok(None);
     }
+    bump_generation(conn)?;
     codes::table
         .find(id)
         .select(Code::as_select())
@@ -304,6 +328,10 @@ pub fn import_codes(
             }
             Ok::<_, diesel::result::Error>(())
         })?,
+    }
+    // After the import's commit: a poll in between sees the old generation once more.
+    if added > 0 {
+        bump_generation(conn)?;
     }
     Ok(added)
 }

@@ -306,6 +306,16 @@ impl TestApp {
             })
             .await
             .expect("load codes");
+        self.refresh_code_index().await;
+    }
+
+    /// Rebuilds the code search index now (after codes were written behind the API's back).
+    pub async fn refresh_code_index(&self) {
+        let state = self.state.clone();
+        web::block(move || state.code_index.refresh(&state.db))
+            .await
+            .unwrap()
+            .expect("refresh the code index");
     }
 
     /// The keys of every object in storage.
@@ -402,7 +412,12 @@ impl TestClient {
 
     /// Another client with the same credentials (cookie or token).
     pub fn clone_client(&self) -> TestClient {
-        let copy = TestClient::new(&self.base);
+        self.clone_to(&self.base)
+    }
+
+    /// A client of another instance at `base` with this client's credentials.
+    pub fn clone_to(&self, base: &str) -> TestClient {
+        let copy = TestClient::new(base);
         *copy.cookie.borrow_mut() = self.cookie.borrow().clone();
         *copy.bearer.borrow_mut() = self.bearer.borrow().clone();
         *copy.username.borrow_mut() = self.username.borrow().clone();

@@ -21,6 +21,7 @@ mod patients;
 mod pool;
 mod roles;
 mod s3;
+mod search;
 mod security;
 mod sessions;
 mod snapshots;

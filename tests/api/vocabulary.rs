@@ -319,6 +319,7 @@ async fn code_search_over_the_full_icd10_list_finds_pneumonia_first() {
         })
         .await
         .unwrap();
+    app.refresh_code_index().await;
     let doctor = app.token_client(&[Role::Doctor]).await;
     let res = doctor
         .get("/api/v1/codes?system=icd-10&q=pneumonia&limit=50")

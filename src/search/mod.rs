@@ -1,0 +1,1059 @@
+//! The in-memory index behind `GET /codes?q=` (API.md "Labels, diseases, codes"): every
+//! active code's description cut into words, searched so that a query costs the same however
+//! many codes it matches.
+//!
+//! - **Words** are an `fst` map (word -> word id), so a query word expands to its exact forms
+//!   (itself, with or without a final `s`), to every word it begins (`pneu` -> `pneumonia`,
+//!   ...) and to every word within Levenshtein distance 1 (words of 5-7 letters) or 2
+//!   (8 or more), counting a transposition as one edit (`levenshtein_automata`'s DFA run
+//!   over the fst).
+//! - **Codes** are numbered in their *static* order: billable before category headers, then
+//!   shorter descriptions, then by code. Each word's posting list holds its codes in that
+//!   order, so the best codes of a word come first and a search stops after the codes a page
+//!   needs instead of scoring every match.
+//! - **Ranking**: an exact code (`J18.9`, `j189`, `486`); codes starting with the query
+//!   (`S72.0`); then descriptions holding every query word (in any order), in four tiers:
+//!   every word matched as typed and the description starting with one of them, every word
+//!   matched as typed, and the same two with completed or misspelled words. Within a tier the
+//!   first [`POOL`] codes are ordered by how few other words their description has (fillers
+//!   such as "unspecified" or "initial encounter" not counted), then statically.
+//! - **Synonyms** (`seeds/synonyms.tsv`) rewrite a query (`mi` -> `acute myocardial
+//!   infarction`); a code matched through a rewriting counts as matched as typed.
+//! - **Changes** since the index was built sit in an [`Overlay`] that every search consults.
+//!
+//! Memory: about 12 bytes per code and 4 bytes per (word, code) pair, roughly 8 MiB for the
+//! 112k bundled ICD codes.
+
+mod synonyms;
+mod words;
+
+pub use synonyms::Synonyms;
+pub use words::words;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::OnceLock;
+
+use fst::{Automaton, IntoStreamer, Streamer};
+use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
+
+/// How many codes of each tier are ordered by their number of other words.
+pub const POOL: usize = 100;
+/// A query uses at most this many words.
+const MAX_WORDS: usize = 8;
+
+/// One code as the index is built from it and as a change reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The database id.
+    pub id: i64,
+    /// The row's version; a change is newer when its version is higher.
+    pub version: i32,
+    pub system: String,
+    pub code: String,
+    pub description: String,
+    pub billable: bool,
+    pub is_active: bool,
+}
+
+/// Changes the index has not been rebuilt with: the newest state of each changed code. An
+/// entry hides the code's indexed state, and matches (when active) by its own text.
+#[derive(Debug, Default, Clone)]
+pub struct Overlay {
+    entries: HashMap<i64, Entry>,
+}
+
+impl Overlay {
+    /// Records `entry` unless a newer state of it is recorded already.
+    pub fn apply(&mut self, entry: Entry) {
+        match self.entries.get(&entry.id) {
+            Some(held) if held.version >= entry.version => {}
+            _ => {
+                self.entries.insert(entry.id, entry);
+            }
+        }
+    }
+
+    /// Drops the entries `index` already holds (at their version or later).
+    pub fn prune(&mut self, index: &Index) {
+        self.entries
+            .retain(|id, entry| index.version_of(*id).is_none_or(|v| v < entry.version));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Lists of `u32` per key, flat (compressed sparse rows).
+#[derive(Debug, Default)]
+struct Lists {
+    starts: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Lists {
+    /// From (key, item) pairs; each list comes out sorted and without repeats.
+    fn from_pairs(keys: usize, mut pairs: Vec<(u32, u32)>) -> Lists {
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut starts = vec![0u32; keys + 1];
+        for (key, _) in &pairs {
+            starts[*key as usize + 1] += 1;
+        }
+        for i in 0..keys {
+            starts[i + 1] += starts[i];
+        }
+        Lists {
+            starts,
+            items: pairs.into_iter().map(|(_, item)| item).collect(),
+        }
+    }
+
+    fn get(&self, key: u32) -> &[u32] {
+        let key = key as usize;
+        &self.items[self.starts[key] as usize..self.starts[key + 1] as usize]
+    }
+}
+
+/// A set of word ids.
+#[derive(Debug, Clone)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(size: usize) -> Bits {
+        Bits(vec![0; size.div_ceil(64)])
+    }
+    fn insert(&mut self, word: u32) {
+        self.0[word as usize / 64] |= 1 << (word % 64);
+    }
+    fn contains(&self, word: u32) -> bool {
+        self.0
+            .get(word as usize / 64)
+            .is_some_and(|b| b & (1 << (word % 64)) != 0)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Doc {
+    id: i64,
+    /// Position in the static order over all systems.
+    rank: u32,
+    billable: bool,
+    /// Characters in the description.
+    length: u16,
+    system: u8,
+}
+
+/// The index of one snapshot of the codes table.
+pub struct Index {
+    systems: Vec<String>,
+    /// Each system's docs: a range of doc numbers.
+    partitions: Vec<(u32, u32)>,
+    docs: Vec<Doc>,
+    /// Doc -> its code (a slice of `code_text`).
+    code_ends: Vec<u32>,
+    code_text: String,
+    words: fst::Map<Vec<u8>>,
+    word_count: usize,
+    /// Word -> the docs holding it.
+    postings: Lists,
+    /// Doc -> its words.
+    doc_words: Lists,
+    first_word: Vec<u32>,
+    fillers: Bits,
+    /// Doc -> whether its description names the general code of its concept.
+    general: Vec<bool>,
+    /// `code key` NUL `system` -> doc.
+    codes: fst::Map<Vec<u8>>,
+    /// (id, version) of every code read, active or not, sorted by id.
+    versions: Vec<(i64, i32)>,
+    synonyms: &'static Synonyms,
+}
+
+/// A code's comparison key: upper case without dots (`j189` and `J18.9` are one code).
+fn code_key(code: &str) -> String {
+    code.chars()
+        .filter(|c| *c != '.')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The static order: billable first, then shorter descriptions, then by code and system.
+fn static_order(a: (bool, usize, &str, &str), b: (bool, usize, &str, &str)) -> Ordering {
+    b.0.cmp(&a.0)
+        .then(a.1.cmp(&b.1))
+        .then(a.2.cmp(b.2))
+        .then(a.3.cmp(b.3))
+}
+
+impl Index {
+    /// Builds the index of the active `entries` (inactive ones only count for versions),
+    /// with the bundled synonyms.
+    pub fn build(entries: Vec<Entry>) -> Index {
+        let mut versions: Vec<(i64, i32)> = entries.iter().map(|e| (e.id, e.version)).collect();
+        versions.sort_unstable();
+        let mut entries: Vec<Entry> = entries.into_iter().filter(|e| e.is_active).collect();
+        let mut systems: Vec<String> = entries.iter().map(|e| e.system.clone()).collect();
+        systems.sort();
+        systems.dedup();
+        let lengths: Vec<usize> = entries
+            .iter()
+            .map(|e| e.description.chars().count())
+            .collect();
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&entries[a], &entries[b]);
+            static_order(
+                (x.billable, lengths[a], &x.code, &x.system),
+                (y.billable, lengths[b], &y.code, &y.system),
+            )
+        });
+        let mut rank = vec![0u32; entries.len()];
+        for (position, &i) in order.iter().enumerate() {
+            rank[i] = position as u32;
+        }
+        let system_of = |e: &Entry| systems.binary_search(&e.system).unwrap_or(0) as u8;
+        // Doc numbers: by system, then static rank.
+        let mut layout: Vec<usize> = (0..entries.len()).collect();
+        layout.sort_by_key(|&i| (system_of(&entries[i]), rank[i]));
+        let mut docs = Vec::with_capacity(entries.len());
+        let mut doc_word_lists: Vec<Vec<String>> = Vec::with_capacity(entries.len());
+        let (mut code_text, mut code_ends) = (String::new(), Vec::with_capacity(entries.len()));
+        for &i in &layout {
+            let entry = &mut entries[i];
+            docs.push(Doc {
+                id: entry.id,
+                rank: rank[i],
+                billable: entry.billable,
+                length: lengths[i].min(u16::MAX as usize) as u16,
+                system: system_of(entry),
+            });
+            code_text.push_str(&entry.code);
+            code_ends.push(code_text.len() as u32);
+            doc_word_lists.push(words(&std::mem::take(&mut entry.description)));
+        }
+        let mut partitions = vec![(0u32, 0u32); systems.len()];
+        for (number, doc) in docs.iter().enumerate() {
+            let part = &mut partitions[doc.system as usize];
+            if part.1 == 0 {
+                part.0 = number as u32;
+            }
+            part.1 = number as u32 + 1;
+        }
+
+        let mut vocabulary: Vec<&str> = doc_word_lists
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        vocabulary.sort_unstable();
+        vocabulary.dedup();
+        let word_ids: HashMap<&str, u32> = vocabulary
+            .iter()
+            .enumerate()
+            .map(|(n, w)| (*w, n as u32))
+            .collect();
+        let word_map = fst::Map::from_iter(
+            vocabulary
+                .iter()
+                .enumerate()
+                .map(|(n, w)| (w.as_bytes(), n as u64)),
+        )
+        .expect("sorted, unique words");
+        let mut fillers = Bits::new(vocabulary.len());
+        for (n, word) in vocabulary.iter().enumerate() {
+            if words::is_filler(word) {
+                fillers.insert(n as u32);
+            }
+        }
+
+        let mut postings = Vec::new();
+        let mut first_word = Vec::with_capacity(docs.len());
+        for (doc, list) in doc_word_lists.iter().enumerate() {
+            let doc = doc as u32;
+            for word in list {
+                postings.push((word_ids[word.as_str()], doc));
+            }
+            match list.first() {
+                Some(first) => first_word.push(word_ids[first.as_str()]),
+                None => first_word.push(u32::MAX),
+            }
+        }
+        let general = doc_word_lists
+            .iter()
+            .map(|w| words::is_general(w))
+            .collect();
+        let doc_words = Lists::from_pairs(
+            docs.len(),
+            postings.iter().map(|&(word, doc)| (doc, word)).collect(),
+        );
+        let postings = Lists::from_pairs(vocabulary.len(), postings);
+
+        let mut code_keys: Vec<(Vec<u8>, u64)> = docs
+            .iter()
+            .enumerate()
+            .map(|(n, doc)| {
+                let start = if n == 0 { 0 } else { code_ends[n - 1] as usize };
+                let mut key = code_key(&code_text[start..code_ends[n] as usize]).into_bytes();
+                key.extend_from_slice(&[0, doc.system]);
+                (key, n as u64)
+            })
+            .collect();
+        code_keys.sort();
+        code_keys.dedup_by(|a, b| a.0 == b.0);
+        let codes = fst::Map::from_iter(code_keys).expect("sorted, unique code keys");
+        let word_count = vocabulary.len();
+        drop(word_ids);
+        fuzzy_builders();
+
+        Index {
+            systems,
+            partitions,
+            docs,
+            code_ends,
+            code_text,
+            words: word_map,
+            word_count,
+            postings,
+            doc_words,
+            first_word,
+            fillers,
+            general,
+            codes,
+            versions,
+            synonyms: Synonyms::bundled(),
+        }
+    }
+
+    /// How many active codes the index holds.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// The version of code `id` when the index was built (active or not).
+    pub fn version_of(&self, id: i64) -> Option<i32> {
+        self.versions
+            .binary_search_by_key(&id, |(i, _)| *i)
+            .ok()
+            .map(|at| self.versions[at].1)
+    }
+
+    fn code(&self, doc: u32) -> &str {
+        let n = doc as usize;
+        let start = if n == 0 {
+            0
+        } else {
+            self.code_ends[n - 1] as usize
+        };
+        &self.code_text[start..self.code_ends[n] as usize]
+    }
+
+    /// The ids of the codes at `offset..offset + limit` of the ranking of `query` (see the
+    /// module documentation), in `system` or all systems, with `overlay`'s changes applied.
+    /// An unknown system has no codes.
+    pub fn search(
+        &self,
+        overlay: &Overlay,
+        query: &str,
+        system: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Vec<i64> {
+        let need = offset.saturating_add(limit);
+        let parts: Vec<u8> = match system {
+            Some(wanted) => self
+                .systems
+                .iter()
+                .position(|s| s == wanted)
+                .map(|p| vec![p as u8])
+                .unwrap_or_default(),
+            None => (0..self.systems.len() as u8).collect(),
+        };
+        let overlaid: Vec<&Entry> = overlay
+            .entries
+            .values()
+            .filter(|e| e.is_active && system.is_none_or(|s| s == e.system))
+            .collect();
+        let hidden = |doc: u32| {
+            !overlay.entries.is_empty() && overlay.entries.contains_key(&self.docs[doc as usize].id)
+        };
+        let plan = self.plan(query);
+        let mut ranked: Vec<i64> = Vec::new();
+        let mut seen: HashSet<i64> = HashSet::new();
+        fn push(ranked: &mut Vec<i64>, seen: &mut HashSet<i64>, id: i64) {
+            if seen.insert(id) {
+                ranked.push(id);
+            }
+        }
+
+        // Exact code, then codes starting with the query.
+        if let Some(key) = &plan.code_key {
+            for &part in &parts {
+                let mut exact = key.clone().into_bytes();
+                exact.extend_from_slice(&[0, part]);
+                if let Some(doc) = self.codes.get(&exact) {
+                    if !hidden(doc as u32) {
+                        push(&mut ranked, &mut seen, self.docs[doc as usize].id);
+                    }
+                }
+            }
+            for entry in &overlaid {
+                if code_key(&entry.code) == *key {
+                    push(&mut ranked, &mut seen, entry.id);
+                }
+            }
+            let mut prefixed: Vec<(String, u8, i64)> = Vec::new();
+            let mut stream = self
+                .codes
+                .search(fst::automaton::Str::new(key).starts_with())
+                .into_stream();
+            while let Some((bytes, doc)) = stream.next() {
+                if prefixed.len() >= need {
+                    break;
+                }
+                let (text, part) = (&bytes[..bytes.len() - 2], bytes[bytes.len() - 1]);
+                if !parts.contains(&part) || hidden(doc as u32) || text == key.as_bytes() {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(text).into_owned();
+                prefixed.push((text, part, self.docs[doc as usize].id));
+            }
+            for entry in &overlaid {
+                let entry_key = code_key(&entry.code);
+                if entry_key.starts_with(key.as_str()) && entry_key != *key {
+                    let part = self.systems.iter().position(|s| *s == entry.system);
+                    prefixed.push((entry_key, part.unwrap_or(usize::MAX) as u8, entry.id));
+                }
+            }
+            prefixed.sort();
+            for (_, _, id) in prefixed.into_iter().take(need) {
+                push(&mut ranked, &mut seen, id);
+            }
+        }
+
+        // Descriptions, tier by tier.
+        if !plan.alternatives.is_empty() {
+            for tier in 0..2u8 {
+                if ranked.len() >= need {
+                    break;
+                }
+                let want = need - ranked.len();
+                // (score, static key, id) of this tier's first codes, all systems merged.
+                let mut found: Vec<(i32, Static<'_>, i64)> = Vec::new();
+                for &part in &parts {
+                    let range = self.partitions[part as usize];
+                    let need = want.max(POOL) + seen.len();
+                    for (doc, extra) in self.collect(&plan, tier, range, need, &hidden) {
+                        let d = &self.docs[doc as usize];
+                        if seen.contains(&d.id) {
+                            continue;
+                        }
+                        found.push((extra, Static::Indexed(doc), d.id));
+                    }
+                }
+                found.sort_by(|a, b| a.1.cmp_with(&b.1, self));
+                found.truncate(want.max(POOL));
+                for entry in &overlaid {
+                    if seen.contains(&entry.id) {
+                        continue;
+                    }
+                    let text = words(&entry.description);
+                    if let Some((t, extra)) = plan.judge_text(&text) {
+                        if t == tier {
+                            found.push((extra, Static::Entry(entry), entry.id));
+                        }
+                    }
+                }
+                let pool = found.len().min(POOL);
+                found[..pool].sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp_with(&b.1, self)));
+                for (_, _, id) in found {
+                    push(&mut ranked, &mut seen, id);
+                }
+            }
+        }
+        ranked.into_iter().skip(offset).take(limit).collect()
+    }
+
+    /// The first `need` docs of `tier` in `range`, in static order, with their scores.
+    fn collect(
+        &self,
+        plan: &Plan,
+        tier: u8,
+        range: (u32, u32),
+        need: usize,
+        hidden: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, i32)> {
+        // The lists whose union holds every doc of the tier.
+        let mut lists: Vec<&[u32]> = Vec::new();
+        let exact = tier == 0;
+        for alternative in &plan.alternatives {
+            // A word the vocabulary does not have (only an overlay entry can hold it).
+            if alternative
+                .iter()
+                .any(|clause| clause.words(exact).is_empty())
+            {
+                continue;
+            }
+            // The docs holding the rarest word.
+            let size = |clause: &&Clause| -> usize {
+                clause
+                    .words(exact)
+                    .iter()
+                    .map(|&w| self.postings.get(w).len())
+                    .sum()
+            };
+            if let Some(rarest) = alternative.iter().min_by_key(size) {
+                for &word in rarest.words(exact) {
+                    lists.push(self.postings.get(word));
+                }
+            }
+        }
+        let mut heap: BinaryHeap<Reverse<(u32, usize)>> = BinaryHeap::new();
+        let mut cursors: Vec<&[u32]> = Vec::with_capacity(lists.len());
+        for list in lists {
+            let from = list.partition_point(|&d| d < range.0);
+            let to = list.partition_point(|&d| d < range.1);
+            let list = &list[from..to];
+            if let Some(&first) = list.first() {
+                heap.push(Reverse((first, cursors.len())));
+                cursors.push(list);
+            }
+        }
+        let mut out = Vec::new();
+        let mut last = None;
+        while let Some(Reverse((doc, list))) = heap.pop() {
+            let rest = &cursors[list][1..];
+            cursors[list] = rest;
+            if let Some(&next) = rest.first() {
+                heap.push(Reverse((next, list)));
+            }
+            if last == Some(doc) {
+                continue;
+            }
+            last = Some(doc);
+            if hidden(doc) {
+                continue;
+            }
+            if let Some((t, extra)) = self.judge(plan, doc) {
+                if t == tier {
+                    out.push((doc, extra));
+                    if out.len() >= need {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The best (tier, other words) of an indexed doc under `plan`; `None` when it does not
+    /// hold every word of any rewriting.
+    fn judge(&self, plan: &Plan, doc: u32) -> Option<(u8, i32)> {
+        let words = self.doc_words.get(doc);
+        let first = self.first_word[doc as usize];
+        plan.judge(
+            words.iter().copied(),
+            first,
+            self.general[doc as usize],
+            |clause, &word, exact| clause.has(word, exact),
+            |&word| self.fillers.contains(word),
+        )
+    }
+
+    /// Expands the query's words against the vocabulary.
+    fn plan(&self, query: &str) -> Plan {
+        let trimmed = query.trim();
+        let code_key = (!trimmed.is_empty()
+            && trimmed.chars().count() <= 16
+            && trimmed
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.')
+            && trimmed.chars().any(|c| c.is_ascii_alphanumeric()))
+        .then(|| code_key(trimmed));
+        let mut typed = synonyms::content_words(query);
+        typed.truncate(16);
+        // The query as typed and, when some words are misspelled, as corrected; each with its
+        // rewritings by the synonyms.
+        let corrected: Vec<String> = typed
+            .iter()
+            .map(|word| self.correction(word).unwrap_or_else(|| word.clone()))
+            .collect();
+        let mut rewritings = self.synonyms.rewritings(&typed);
+        if corrected != typed {
+            for rewriting in self.synonyms.rewritings(&corrected) {
+                if !rewritings.contains(&rewriting) {
+                    rewritings.push(rewriting);
+                }
+            }
+        }
+        rewritings.truncate(synonyms::MAX_REWRITINGS);
+        let mut clauses: HashMap<String, Clause> = HashMap::new();
+        let mut alternatives = Vec::new();
+        for mut words in rewritings {
+            words.dedup();
+            words.truncate(MAX_WORDS);
+            let alternative: Vec<Clause> = words
+                .iter()
+                .map(|word| {
+                    clauses
+                        .entry(word.clone())
+                        .or_insert_with(|| self.clause(word, typed.contains(word)))
+                        .clone()
+                })
+                .collect();
+            alternatives.push(alternative);
+        }
+        Plan {
+            code_key,
+            alternatives,
+        }
+    }
+
+    /// The vocabulary word a misspelled query word most likely stands for: when the word is
+    /// neither in the vocabulary nor the start of a word there, the nearest word within its
+    /// edit distance, the most frequent of equally near ones.
+    fn correction(&self, word: &str) -> Option<String> {
+        if self.is_known(word) {
+            return None;
+        }
+        let dfa = fuzzy_dfa(word)?;
+        let mut best: Option<(u8, Reverse<usize>, String)> = None;
+        let mut stream = self.words.search(Fuzzy(&dfa)).into_stream();
+        while let Some((bytes, id)) = stream.next() {
+            let Distance::Exact(distance) = dfa.eval(bytes) else {
+                continue;
+            };
+            let candidate = (distance, Reverse(self.postings.get(id as u32).len()));
+            if best.as_ref().is_none_or(|b| (b.0, b.1) > candidate) {
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                best = Some((candidate.0, candidate.1, text));
+            }
+        }
+        best.map(|(_, _, text)| text)
+    }
+
+    /// Whether `word` is in the vocabulary as typed or begins a word there.
+    fn is_known(&self, word: &str) -> bool {
+        exact_forms(word).iter().any(|f| self.words.contains_key(f))
+            || self
+                .words
+                .search(fst::automaton::Str::new(word).starts_with())
+                .into_stream()
+                .next()
+                .is_some()
+    }
+
+    /// The clause of `word`: its exact forms and, for a word the user typed (`typed`), the
+    /// words it begins and, when it is misspelled, the words within its edit distance.
+    /// Words from a synonym's expansion are spelt right and whole: exact forms only.
+    fn clause(&self, word: &str, typed: bool) -> Clause {
+        let mut exact: Vec<u32> = exact_forms(word)
+            .iter()
+            .filter_map(|form| self.words.get(form).map(|id| id as u32))
+            .collect();
+        exact.sort_unstable();
+        exact.dedup();
+        let mut all = exact.clone();
+        let mut fuzzy = None;
+        if typed {
+            let mut stream = self
+                .words
+                .search(fst::automaton::Str::new(word).starts_with())
+                .into_stream();
+            while let Some((_, id)) = stream.next() {
+                all.push(id as u32);
+            }
+            if all.is_empty() {
+                fuzzy = fuzzy_dfa(word);
+            }
+            if let Some(dfa) = &fuzzy {
+                let mut stream = self.words.search(Fuzzy(dfa)).into_stream();
+                while let Some((_, id)) = stream.next() {
+                    all.push(id as u32);
+                }
+            }
+        }
+        all.sort_unstable();
+        all.dedup();
+        let mut exact_bits = Bits::new(self.word_count);
+        let mut all_bits = Bits::new(self.word_count);
+        for &id in &exact {
+            exact_bits.insert(id);
+        }
+        for &id in &all {
+            all_bits.insert(id);
+        }
+        Clause {
+            text: word.to_owned(),
+            typed,
+            fuzzy: fuzzy.map(std::sync::Arc::new),
+            exact,
+            all,
+            exact_bits,
+            all_bits,
+        }
+    }
+}
+
+/// Where a candidate stands in the static order: an indexed doc (compared by rank), or an
+/// overlay entry (compared with indexed docs field by field).
+enum Static<'a> {
+    Indexed(u32),
+    Entry(&'a Entry),
+}
+
+impl Static<'_> {
+    fn key<'i>(&'i self, index: &'i Index) -> (bool, usize, &'i str, &'i str) {
+        match self {
+            Static::Indexed(doc) => {
+                let d = &index.docs[*doc as usize];
+                (
+                    d.billable,
+                    d.length as usize,
+                    index.code(*doc),
+                    index.systems[d.system as usize].as_str(),
+                )
+            }
+            Static::Entry(e) => (
+                e.billable,
+                e.description.chars().count(),
+                e.code.as_str(),
+                e.system.as_str(),
+            ),
+        }
+    }
+
+    fn cmp_with(&self, other: &Static<'_>, index: &Index) -> Ordering {
+        match (self, other) {
+            (Static::Indexed(a), Static::Indexed(b)) => index.docs[*a as usize]
+                .rank
+                .cmp(&index.docs[*b as usize].rank),
+            _ => static_order(self.key(index), other.key(index)),
+        }
+    }
+}
+
+/// The words a query word matches as typed: itself, and its plural or singular by a final
+/// `s` (`fracture` / `fractures`).
+fn exact_forms(word: &str) -> Vec<String> {
+    let mut forms = vec![word.to_owned(), format!("{word}s")];
+    if let Some(singular) = word.strip_suffix('s') {
+        if singular.chars().count() >= 3 {
+            forms.push(singular.to_owned());
+        }
+    }
+    forms
+}
+
+/// Levenshtein automaton builders for distance 1 and 2, a transposition counting as one edit
+/// (built once: the distance-2 table takes a few milliseconds).
+fn fuzzy_builders() -> &'static [LevenshteinAutomatonBuilder; 2] {
+    static BUILDERS: OnceLock<[LevenshteinAutomatonBuilder; 2]> = OnceLock::new();
+    BUILDERS.get_or_init(|| {
+        [
+            LevenshteinAutomatonBuilder::new(1, true),
+            LevenshteinAutomatonBuilder::new(2, true),
+        ]
+    })
+}
+
+/// The automaton of the words within the edit distance `word` allows: 1 for 5-7 letters,
+/// 2 for 8 or more, none for shorter words or words with digits.
+fn fuzzy_dfa(word: &str) -> Option<DFA> {
+    if !word.chars().all(char::is_alphabetic) {
+        return None;
+    }
+    match word.chars().count() {
+        0..=4 => None,
+        5..=7 => Some(fuzzy_builders()[0].build_dfa(word)),
+        _ => Some(fuzzy_builders()[1].build_dfa(word)),
+    }
+}
+
+/// A Levenshtein DFA as an `fst` automaton.
+struct Fuzzy<'a>(&'a DFA);
+
+impl Automaton for Fuzzy<'_> {
+    type State = u32;
+    fn start(&self) -> u32 {
+        self.0.initial_state()
+    }
+    fn is_match(&self, state: &u32) -> bool {
+        matches!(self.0.distance(*state), Distance::Exact(_))
+    }
+    fn can_match(&self, state: &u32) -> bool {
+        *state != SINK_STATE
+    }
+    fn accept(&self, state: &u32, byte: u8) -> u32 {
+        self.0.transition(*state, byte)
+    }
+}
+
+/// One query word and the vocabulary words it matches.
+#[derive(Clone)]
+struct Clause {
+    text: String,
+    /// Whether completions (and, misspelled, near words) count: a word the user typed.
+    typed: bool,
+    fuzzy: Option<std::sync::Arc<DFA>>,
+    /// Word ids matched as typed, sorted.
+    exact: Vec<u32>,
+    /// Word ids matched at all (as typed, completed, or within the edit distance), sorted.
+    all: Vec<u32>,
+    exact_bits: Bits,
+    all_bits: Bits,
+}
+
+impl Clause {
+    fn words(&self, exact: bool) -> &[u32] {
+        if exact {
+            &self.exact
+        } else {
+            &self.all
+        }
+    }
+
+    fn has(&self, word: u32, exact: bool) -> bool {
+        if exact {
+            self.exact_bits.contains(word)
+        } else {
+            self.all_bits.contains(word)
+        }
+    }
+
+    /// The same test on a word that may not be in the vocabulary (overlay entries).
+    fn has_text(&self, word: &str, exact: bool) -> bool {
+        let as_typed = exact_forms(&self.text).iter().any(|f| f == word);
+        as_typed
+            || (!exact
+                && self.typed
+                && (word.starts_with(self.text.as_str())
+                    || self
+                        .fuzzy
+                        .as_ref()
+                        .is_some_and(|dfa| matches!(dfa.eval(word), Distance::Exact(_)))))
+    }
+}
+
+/// A query, planned: its code key and its rewritings, each a list of clauses all of which a
+/// description must match.
+struct Plan {
+    code_key: Option<String>,
+    alternatives: Vec<Vec<Clause>>,
+}
+
+impl Plan {
+    /// The best (tier, score) of a description's words under any rewriting: tier 0 when
+    /// every clause matches as typed, 1 with completions and misspellings; the score (lower
+    /// is better) counts two for each other word the description has (fillers not counted),
+    /// minus two when it names the general code ([`words::is_general`]) and one when it starts
+    /// with a query word.
+    fn judge<W>(
+        &self,
+        words: impl Iterator<Item = W> + Clone,
+        first: W,
+        general: bool,
+        has: impl Fn(&Clause, &W, bool) -> bool,
+        filler: impl Fn(&W) -> bool,
+    ) -> Option<(u8, i32)> {
+        let mut best: Option<(u8, i32)> = None;
+        for alternative in &self.alternatives {
+            let mut all_exact = true;
+            let mut matched = true;
+            for clause in alternative {
+                if words.clone().any(|w| has(clause, &w, true)) {
+                    continue;
+                }
+                all_exact = false;
+                if !words.clone().any(|w| has(clause, &w, false)) {
+                    matched = false;
+                    break;
+                }
+            }
+            if !matched {
+                continue;
+            }
+            let starts = alternative
+                .iter()
+                .any(|clause| has(clause, &first, all_exact));
+            let extra = words
+                .clone()
+                .filter(|w| !filler(w) && !alternative.iter().any(|c| has(c, w, false)))
+                .count()
+                .min(1000) as i32;
+            let score = 2 * extra - 2 * i32::from(general) - i32::from(starts);
+            let judged = (u8::from(!all_exact), score);
+            if best.is_none_or(|b| judged < b) {
+                best = Some(judged);
+            }
+        }
+        best
+    }
+
+    fn judge_text(&self, words: &[String]) -> Option<(u8, i32)> {
+        let first = words.first()?;
+        let mut unique: Vec<&String> = words.iter().collect();
+        unique.sort();
+        unique.dedup();
+        self.judge(
+            unique.iter().copied(),
+            first,
+            words::is_general(words),
+            |clause, word, exact| clause.has_text(word, exact),
+            |word| words::is_filler(word),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: i64, system: &str, code: &str, description: &str, billable: bool) -> Entry {
+        Entry {
+            id,
+            version: 1,
+            system: system.into(),
+            code: code.into(),
+            description: description.into(),
+            billable,
+            is_active: true,
+        }
+    }
+
+    fn sample() -> Index {
+        Index::build(vec![
+            entry(1, "icd-10", "J18", "Pneumonia, unspecified organism", false),
+            entry(
+                2,
+                "icd-10",
+                "J18.9",
+                "Pneumonia, unspecified organism",
+                true,
+            ),
+            entry(
+                3,
+                "icd-10",
+                "J13",
+                "Pneumonia due to Streptococcus pneumoniae",
+                true,
+            ),
+            entry(
+                4,
+                "icd-10",
+                "J18.1",
+                "Lobar pneumonia, unspecified organism",
+                true,
+            ),
+            entry(5, "icd-9", "486", "Pneumonia, organism unspecified", true),
+            entry(
+                6,
+                "icd-10",
+                "I21.9",
+                "Acute myocardial infarction, unspecified",
+                true,
+            ),
+            entry(
+                7,
+                "icd-10",
+                "Y37.2",
+                "Military operations involving other explosions",
+                true,
+            ),
+            entry(
+                8,
+                "icd-10",
+                "E11.9",
+                "Type 2 diabetes mellitus without complications",
+                true,
+            ),
+        ])
+    }
+
+    fn codes(index: &Index, overlay: &Overlay, q: &str, system: Option<&str>) -> Vec<i64> {
+        index.search(overlay, q, system, 0, 10)
+    }
+
+    #[test]
+    fn ranks_codes_then_descriptions_by_tier_and_generality() {
+        let index = sample();
+        let none = Overlay::default();
+        assert_eq!(codes(&index, &none, "j18.9", None)[0], 2);
+        assert_eq!(codes(&index, &none, "J18", None)[..3], [1, 4, 2]);
+        let pneumonia = codes(&index, &none, "pneumonia", Some("icd-10"));
+        assert_eq!(pneumonia[0], 2, "{pneumonia:?}");
+        assert!(!pneumonia.contains(&5));
+        assert_eq!(codes(&index, &none, "organism pneumonia lobar", None), [4]);
+        assert_eq!(codes(&index, &none, "pnemonia", Some("icd-9")), [5]);
+        assert_eq!(codes(&index, &none, "diabetis type", None), [8]);
+        assert!(codes(&index, &none, "nothing like it", None).is_empty());
+        assert!(codes(&index, &none, "pneumonia", Some("snomed-ct")).is_empty());
+    }
+
+    #[test]
+    fn pages_do_not_overlap() {
+        let index = sample();
+        let none = Overlay::default();
+        let all = index.search(&none, "pneumonia", None, 0, 10);
+        let first = index.search(&none, "pneumonia", None, 0, 2);
+        let second = index.search(&none, "pneumonia", None, 2, 10);
+        assert_eq!([first, second].concat(), all);
+    }
+
+    #[test]
+    fn the_overlay_adds_renames_and_hides() {
+        let index = sample();
+        let mut overlay = Overlay::default();
+        overlay.apply(Entry {
+            version: 2,
+            description: "Renamed entirely".into(),
+            ..entry(7, "icd-10", "Y37.2", "", true)
+        });
+        overlay.apply(entry(
+            9,
+            "snomed-ct",
+            "22298006",
+            "Myocardial infarction",
+            true,
+        ));
+        overlay.apply(Entry {
+            version: 2,
+            is_active: false,
+            ..entry(
+                2,
+                "icd-10",
+                "J18.9",
+                "Pneumonia, unspecified organism",
+                true,
+            )
+        });
+        assert!(codes(&index, &overlay, "military", None).is_empty());
+        assert_eq!(codes(&index, &overlay, "renamed", None), [7]);
+        assert_eq!(
+            codes(&index, &overlay, "myocardial", Some("snomed-ct")),
+            [9]
+        );
+        assert!(!codes(&index, &overlay, "pneumonia", None).contains(&2));
+        assert!(codes(&index, &overlay, "J18.9", None).is_empty());
+        // An older state never replaces a newer one; a rebuilt index prunes what it holds.
+        overlay.apply(entry(7, "icd-10", "Y37.2", "Military", true));
+        assert_eq!(codes(&index, &overlay, "renamed", None), [7]);
+        let mut rebuilt = sample().versions;
+        rebuilt.iter_mut().for_each(|v| v.1 = 2);
+        let newer = Index {
+            versions: rebuilt,
+            ..sample()
+        };
+        overlay.prune(&newer);
+        assert_eq!(overlay.len(), 1);
+    }
+}
