@@ -61,6 +61,19 @@ fn entry(code: &Code) -> Entry {
     }
 }
 
+/// The entry of a row read for a build (its strings moved, not copied).
+fn owned_entry(code: Code) -> Entry {
+    Entry {
+        id: code.id,
+        version: code.version,
+        system: code.system_id,
+        code: code.code,
+        description: code.description,
+        billable: code.billable,
+        is_active: code.is_active,
+    }
+}
+
 impl CodeIndex {
     /// An index that is built once [`CodeIndex::start`] or [`CodeIndex::refresh`] runs;
     /// `enabled: false` (`MEDLABEL_CODE_INDEX=off`) leaves every search to the database.
@@ -129,8 +142,7 @@ impl CodeIndex {
             let generation = codes::generation(&mut conn)?;
             (generation, codes::all_codes(&mut conn)?)
         };
-        let index = Arc::new(Index::build(rows.iter().map(entry).collect()));
-        drop(rows);
+        let index = Arc::new(Index::build(rows.into_iter().map(owned_entry).collect()));
         release_freed_memory();
         {
             let mut overlay = self.inner.overlay.write();

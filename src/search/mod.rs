@@ -222,7 +222,10 @@ impl Index {
         let mut layout: Vec<usize> = (0..entries.len()).collect();
         layout.sort_by_key(|&i| (system_of(&entries[i]), rank[i]));
         let mut docs = Vec::with_capacity(entries.len());
-        let mut doc_word_lists: Vec<Vec<String>> = Vec::with_capacity(entries.len());
+        // Each doc's words as provisional ids (in order of first appearance), flat.
+        let mut provisional: HashMap<String, u32> = HashMap::new();
+        let (mut flat, mut flat_ends) = (Vec::<u32>::new(), Vec::with_capacity(entries.len()));
+        let mut general = Vec::with_capacity(entries.len());
         let (mut code_text, mut code_ends) = (String::new(), Vec::with_capacity(entries.len()));
         for &i in &layout {
             let entry = &mut entries[i];
@@ -235,8 +238,15 @@ impl Index {
             });
             code_text.push_str(&entry.code);
             code_ends.push(code_text.len() as u32);
-            doc_word_lists.push(words(&std::mem::take(&mut entry.description)));
+            let list = words(&std::mem::take(&mut entry.description));
+            general.push(words::is_general(&list));
+            for word in list {
+                let next = provisional.len() as u32;
+                flat.push(*provisional.entry(word).or_insert(next));
+            }
+            flat_ends.push(flat.len() as u32);
         }
+        drop(entries);
         let mut partitions = vec![(0u32, 0u32); systems.len()];
         for (number, doc) in docs.iter().enumerate() {
             let part = &mut partitions[doc.system as usize];
@@ -246,53 +256,46 @@ impl Index {
             part.1 = number as u32 + 1;
         }
 
-        let mut vocabulary: Vec<&str> = doc_word_lists
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        // Word ids in the vocabulary's sorted order (the fst's).
+        let mut vocabulary: Vec<(String, u32)> = provisional.into_iter().collect();
         vocabulary.sort_unstable();
-        vocabulary.dedup();
-        let word_ids: HashMap<&str, u32> = vocabulary
-            .iter()
-            .enumerate()
-            .map(|(n, w)| (*w, n as u32))
-            .collect();
+        let mut final_id = vec![0u32; vocabulary.len()];
+        for (n, (_, provisional)) in vocabulary.iter().enumerate() {
+            final_id[*provisional as usize] = n as u32;
+        }
         let word_map = fst::Map::from_iter(
             vocabulary
                 .iter()
                 .enumerate()
-                .map(|(n, w)| (w.as_bytes(), n as u64)),
+                .map(|(n, (w, _))| (w.as_bytes(), n as u64)),
         )
         .expect("sorted, unique words");
         let mut fillers = Bits::new(vocabulary.len());
-        for (n, word) in vocabulary.iter().enumerate() {
+        for (n, (word, _)) in vocabulary.iter().enumerate() {
             if words::is_filler(word) {
                 fillers.insert(n as u32);
             }
         }
+        let word_count = vocabulary.len();
+        drop(vocabulary);
 
-        let mut postings = Vec::new();
+        let mut postings = Vec::with_capacity(flat.len());
         let mut first_word = Vec::with_capacity(docs.len());
-        for (doc, list) in doc_word_lists.iter().enumerate() {
-            let doc = doc as u32;
-            for word in list {
-                postings.push((word_ids[word.as_str()], doc));
+        let mut start = 0;
+        for (doc, &end) in flat_ends.iter().enumerate() {
+            let list = &flat[start..end as usize];
+            for &word in list {
+                postings.push((final_id[word as usize], doc as u32));
             }
-            match list.first() {
-                Some(first) => first_word.push(word_ids[first.as_str()]),
-                None => first_word.push(u32::MAX),
-            }
+            first_word.push(list.first().map_or(u32::MAX, |&w| final_id[w as usize]));
+            start = end as usize;
         }
-        let general = doc_word_lists
-            .iter()
-            .map(|w| words::is_general(w))
-            .collect();
+        drop((flat, flat_ends));
         let doc_words = Lists::from_pairs(
             docs.len(),
             postings.iter().map(|&(word, doc)| (doc, word)).collect(),
         );
-        let postings = Lists::from_pairs(vocabulary.len(), postings);
+        let postings = Lists::from_pairs(word_count, postings);
 
         let mut code_keys: Vec<(Vec<u8>, u64)> = docs
             .iter()
@@ -307,8 +310,6 @@ impl Index {
         code_keys.sort();
         code_keys.dedup_by(|a, b| a.0 == b.0);
         let codes = fst::Map::from_iter(code_keys).expect("sorted, unique code keys");
-        let word_count = vocabulary.len();
-        drop(word_ids);
         fuzzy_builders();
 
         Index {
