@@ -23,6 +23,7 @@ fn main() {
             id += 1;
             entries.push(Entry {
                 id,
+                uuid: uuid::Uuid::now_v7().to_string(),
                 version: 1,
                 system: row.system_id,
                 code: row.code,
@@ -32,18 +33,11 @@ fn main() {
             });
         }
     }
-    let codes: std::collections::HashMap<i64, (String, String)> = entries
-        .iter()
-        .map(|e| (e.id, (e.code.clone(), e.description.clone())))
-        .collect();
     let t = Instant::now();
     let index = Index::build(entries);
     eprintln!("build {:?} docs {}", t.elapsed(), index.len());
     let overlay = Overlay::default();
     if std::env::args().nth(1).as_deref() == Some("--relevance") {
-        let by_code: std::collections::HashMap<(String, String), i64> =
-            std::collections::HashMap::new();
-        let _ = by_code;
         let text = std::fs::read_to_string("tests/relevance/queries.tsv").unwrap();
         let mut stats: std::collections::BTreeMap<String, (usize, usize, usize)> =
             Default::default();
@@ -59,7 +53,7 @@ fn main() {
                 println!("SLOW {us:.0} us {q:?}");
             }
             worst = worst.max(us);
-            let got: Vec<&str> = r.iter().map(|id| codes[id].0.as_str()).collect();
+            let got: Vec<&str> = r.iter().map(|hit| hit.code.as_str()).collect();
             let exp: Vec<&str> = expected.split(',').collect();
             let e = stats.entry(kind.to_owned()).or_default();
             e.0 += 1;
@@ -110,9 +104,8 @@ fn main() {
         }
         let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
         println!("{q:?}: {us:.1} us");
-        for id in r.iter().take(5) {
-            let (c, d) = &codes[id];
-            println!("   {c:10} {d}");
+        for hit in r.iter().take(5) {
+            println!("   {:10} {}", hit.code, hit.description);
         }
     }
 }

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::db::Db;
 use crate::models::codes::{self, Code};
-use crate::search::{Entry, Index, Overlay};
+use crate::search::{Entry, Hit, Index, Overlay};
 
 /// The overlay is folded into a rebuild beyond this many changed codes.
 const MAX_OVERLAY: usize = 256;
@@ -52,6 +52,7 @@ pub struct IndexStatus {
 fn entry(code: &Code) -> Entry {
     Entry {
         id: code.id,
+        uuid: code.uuid.clone(),
         version: code.version,
         system: code.system_id.clone(),
         code: code.code.clone(),
@@ -65,6 +66,7 @@ fn entry(code: &Code) -> Entry {
 fn owned_entry(code: Code) -> Entry {
     Entry {
         id: code.id,
+        uuid: code.uuid,
         version: code.version,
         system: code.system_id,
         code: code.code,
@@ -114,16 +116,51 @@ impl CodeIndex {
         }
     }
 
-    /// Rebuilds when the codes' generation moved since the last build, or the overlay is large.
+    /// Catches up when the codes' generation moved since the index last caught up: the codes
+    /// whose version differs from the index's (and the overlay's) are read into the overlay;
+    /// the index is rebuilt instead when there is none yet or the overlay would grow large.
     fn refresh_if_stale(&self, db: &Db) -> anyhow::Result<()> {
-        let generation = {
-            let mut conn = db.get_within(Duration::from_secs(5))?;
-            codes::generation(&mut conn)?
+        let mut conn = db.get_within(Duration::from_secs(5))?;
+        let generation = codes::generation(&mut conn)?;
+        if generation == self.inner.generation.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(base) = self.inner.base.read().clone() else {
+            drop(conn);
+            return self.refresh(db);
         };
-        let stale = generation != self.inner.generation.load(Ordering::Acquire)
-            || self.inner.overlay.read().len() > MAX_OVERLAY;
-        if stale {
-            self.refresh(db)?;
+        let changed: Vec<i64> = {
+            let overlay = self.inner.overlay.read();
+            codes::all_versions(&mut conn)?
+                .into_iter()
+                .filter(|&(id, version)| {
+                    base.version_of(id).is_none_or(|v| v < version)
+                        && overlay.version_of(id).is_none_or(|v| v < version)
+                })
+                .map(|(id, _)| id)
+                .collect()
+        };
+        if changed.len() + self.inner.overlay.read().len() > MAX_OVERLAY {
+            drop(conn);
+            return self.refresh(db);
+        }
+        let mut rows = Vec::with_capacity(changed.len());
+        for chunk in changed.chunks(500) {
+            rows.extend(codes::find_codes_by_ids(&mut conn, chunk)?);
+        }
+        {
+            let mut overlay = self.inner.overlay.write();
+            for row in &rows {
+                overlay.apply(entry(row));
+            }
+        }
+        self.inner.generation.store(generation, Ordering::Release);
+        if !rows.is_empty() {
+            tracing::debug!(
+                codes = rows.len(),
+                generation,
+                "code search index caught up"
+            );
         }
         Ok(())
     }
@@ -162,15 +199,15 @@ impl CodeIndex {
         Ok(())
     }
 
-    /// The ids of the codes at `offset..offset + limit` of the ranking of `query`
-    /// ([`Index::search`]); `None` while the index is not built (or is off).
+    /// The codes at `offset..offset + limit` of the ranking of `query` ([`Index::search`]),
+    /// from memory; `None` while the index is not built (or is off).
     pub fn search(
         &self,
         query: &str,
         system: Option<&str>,
         offset: usize,
         limit: usize,
-    ) -> Option<Vec<i64>> {
+    ) -> Option<Vec<Hit>> {
         let base = self.inner.base.read().clone()?;
         let overlay = self.inner.overlay.read();
         Some(base.search(&overlay, query, system, offset, limit))

@@ -159,7 +159,7 @@ async fn list_codes(
             let (limit, offset) =
                 PageRequest::parse_offset(query.limit.as_deref(), query.cursor.as_deref())?;
             let rows = search(&state, q, query.system.clone(), offset, limit + 1).await?;
-            PageRequest::finish_offset(rows, limit, offset, CodeResponse::from)
+            PageRequest::finish_offset(rows, limit, offset, |r| r)
         }
         None => {
             let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
@@ -188,29 +188,29 @@ async fn list_codes(
 }
 
 /// The codes at `offset..offset + limit` of the ranking of `q`: from the in-memory index
-/// ([`crate::search`]), read back from the database in its order (a code another instance has
-/// just deactivated drops out); while the index is not built, from the database's full-text
-/// search, a few at a time ([`AppState::search_fallback`]; waiting more than 2 s is 503).
+/// ([`crate::search`], no database work); while the index is not built, from the database's
+/// full-text search, a few at a time ([`AppState::search_fallback`]; waiting more than 2 s is
+/// 503).
 async fn search(
     state: &AppState,
     q: String,
     system: Option<String>,
     offset: i64,
     limit: i64,
-) -> Result<Vec<Code>, ApiError> {
+) -> Result<Vec<CodeResponse>, ApiError> {
     let (from, count) = (offset.max(0) as usize, limit.max(0) as usize);
-    if let Some(ids) = state.code_index.search(&q, system.as_deref(), from, count) {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wanted = ids.clone();
-        let mut rows = state
-            .db
-            .query(move |conn| codes::find_codes_by_ids(conn, &wanted))
-            .await?;
-        rows.retain(|c| c.is_active);
-        rows.sort_by_key(|c| ids.iter().position(|id| *id == c.id));
-        return Ok(rows);
+    if let Some(hits) = state.code_index.search(&q, system.as_deref(), from, count) {
+        return Ok(hits
+            .into_iter()
+            .map(|hit| CodeResponse {
+                id: hit.uuid,
+                system: hit.system,
+                code: hit.code,
+                description: hit.description,
+                billable: hit.billable,
+                is_active: true,
+            })
+            .collect());
     }
     let _permit = tokio::time::timeout(
         std::time::Duration::from_secs(2),
@@ -219,10 +219,11 @@ async fn search(
     .await
     .map_err(|_| crate::db::DbError::Busy)?
     .map_err(|e| crate::db::DbError::Blocking(e.to_string()))?;
-    Ok(state
+    let rows = state
         .db
         .query(move |conn| codes::search_codes(conn, system.as_deref(), &q, offset, limit))
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(CodeResponse::from).collect())
 }
 
 fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpResponse {

@@ -142,6 +142,11 @@ fn bump_generation(conn: &mut DbConnection) -> QueryResult<()> {
     Ok(())
 }
 
+/// (id, version) of every code, active or not: what the search index compares with its own.
+pub fn all_versions(conn: &mut DbConnection) -> QueryResult<Vec<(i64, i32)>> {
+    codes::table.select((codes::id, codes::version)).load(conn)
+}
+
 /// Every code, active or not, for building the search index.
 pub fn all_codes(conn: &mut DbConnection) -> QueryResult<Vec<Code>> {
     codes::table.select(Code::as_select()).load(conn)

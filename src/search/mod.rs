@@ -38,7 +38,10 @@ use fst::{Automaton, IntoStreamer, Streamer};
 use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
 
 /// How many codes of each tier are ordered by their number of other words.
-pub const POOL: usize = 100;
+pub const POOL: usize = 300;
+/// A search ranks at most this many codes (pages beyond them are empty): a page costs the
+/// same however deep it is.
+pub const MAX_RANKED: usize = 1000;
 /// A query uses at most this many words.
 const MAX_WORDS: usize = 8;
 
@@ -47,6 +50,8 @@ const MAX_WORDS: usize = 8;
 pub struct Entry {
     /// The database id.
     pub id: i64,
+    /// The public id (`Code.id` in the API).
+    pub uuid: String,
     /// The row's version; a change is newer when its version is higher.
     pub version: i32,
     pub system: String,
@@ -86,6 +91,35 @@ impl Overlay {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The version of code `id` the overlay holds, if any.
+    pub fn version_of(&self, id: i64) -> Option<i32> {
+        self.entries.get(&id).map(|e| e.version)
+    }
+}
+
+/// A code in a page of results, as the API shows it (the index holds active codes only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub id: i64,
+    pub uuid: String,
+    pub system: String,
+    pub code: String,
+    pub description: String,
+    pub billable: bool,
+}
+
+impl Hit {
+    fn of(entry: &Entry) -> Hit {
+        Hit {
+            id: entry.id,
+            uuid: entry.uuid.clone(),
+            system: entry.system.clone(),
+            code: entry.code.clone(),
+            description: entry.description.clone(),
+            billable: entry.billable,
+        }
     }
 }
 
@@ -158,6 +192,12 @@ pub struct Index {
     /// Doc -> its code (a slice of `code_text`).
     code_ends: Vec<u32>,
     code_text: String,
+    /// Doc -> its description (a slice of `description_text`).
+    description_ends: Vec<u32>,
+    description_text: String,
+    /// Doc -> its UUID, as a number when its text is the canonical form, else in `odd_uuids`.
+    uuids: Vec<u128>,
+    odd_uuids: HashMap<u32, String>,
     words: fst::Map<Vec<u8>>,
     word_count: usize,
     /// Word -> the docs holding it.
@@ -170,8 +210,8 @@ pub struct Index {
     general: Vec<bool>,
     /// `code key` NUL `system` -> doc.
     codes: fst::Map<Vec<u8>>,
-    /// (id, version) of every code read, active or not, sorted by id.
-    versions: Vec<(i64, i32)>,
+    /// (id, version, doc or `u32::MAX` when inactive) of every code read, sorted by id.
+    versions: Vec<(i64, i32, u32)>,
     synonyms: &'static Synonyms,
 }
 
@@ -195,7 +235,10 @@ impl Index {
     /// Builds the index of the active `entries` (inactive ones only count for versions),
     /// with the bundled synonyms.
     pub fn build(entries: Vec<Entry>) -> Index {
-        let mut versions: Vec<(i64, i32)> = entries.iter().map(|e| (e.id, e.version)).collect();
+        let mut versions: Vec<(i64, i32, u32)> = entries
+            .iter()
+            .map(|e| (e.id, e.version, u32::MAX))
+            .collect();
         versions.sort_unstable();
         let mut entries: Vec<Entry> = entries.into_iter().filter(|e| e.is_active).collect();
         let mut systems: Vec<String> = entries.iter().map(|e| e.system.clone()).collect();
@@ -227,6 +270,10 @@ impl Index {
         let (mut flat, mut flat_ends) = (Vec::<u32>::new(), Vec::with_capacity(entries.len()));
         let mut general = Vec::with_capacity(entries.len());
         let (mut code_text, mut code_ends) = (String::new(), Vec::with_capacity(entries.len()));
+        let (mut description_text, mut description_ends) =
+            (String::new(), Vec::with_capacity(entries.len()));
+        let mut uuids = Vec::with_capacity(entries.len());
+        let mut odd_uuids = HashMap::new();
         for &i in &layout {
             let entry = &mut entries[i];
             docs.push(Doc {
@@ -238,6 +285,19 @@ impl Index {
             });
             code_text.push_str(&entry.code);
             code_ends.push(code_text.len() as u32);
+            description_text.push_str(&entry.description);
+            description_ends.push(description_text.len() as u32);
+            let doc = docs.len() as u32 - 1;
+            match uuid::Uuid::parse_str(&entry.uuid) {
+                Ok(parsed) if parsed.to_string() == entry.uuid => uuids.push(parsed.as_u128()),
+                _ => {
+                    uuids.push(0);
+                    odd_uuids.insert(doc, std::mem::take(&mut entry.uuid));
+                }
+            }
+            if let Ok(at) = versions.binary_search_by_key(&entry.id, |v| v.0) {
+                versions[at].2 = doc;
+            }
             let list = words(&std::mem::take(&mut entry.description));
             general.push(words::is_general(&list));
             for word in list {
@@ -312,12 +372,18 @@ impl Index {
         let codes = fst::Map::from_iter(code_keys).expect("sorted, unique code keys");
         fuzzy_builders();
 
+        description_text.shrink_to_fit();
+        code_text.shrink_to_fit();
         Index {
             systems,
             partitions,
             docs,
             code_ends,
             code_text,
+            description_ends,
+            description_text,
+            uuids,
+            odd_uuids,
             words: word_map,
             word_count,
             postings,
@@ -343,9 +409,31 @@ impl Index {
     /// The version of code `id` when the index was built (active or not).
     pub fn version_of(&self, id: i64) -> Option<i32> {
         self.versions
-            .binary_search_by_key(&id, |(i, _)| *i)
+            .binary_search_by_key(&id, |v| v.0)
             .ok()
             .map(|at| self.versions[at].1)
+    }
+
+    /// The hit of indexed doc `doc`.
+    fn hit(&self, doc: u32) -> Hit {
+        let d = &self.docs[doc as usize];
+        let n = doc as usize;
+        let from = if n == 0 {
+            0
+        } else {
+            self.description_ends[n - 1] as usize
+        };
+        Hit {
+            id: d.id,
+            uuid: match self.odd_uuids.get(&doc) {
+                Some(text) => text.clone(),
+                None => uuid::Uuid::from_u128(self.uuids[n]).to_string(),
+            },
+            system: self.systems[d.system as usize].clone(),
+            code: self.code(doc).to_owned(),
+            description: self.description_text[from..self.description_ends[n] as usize].to_owned(),
+            billable: d.billable,
+        }
     }
 
     fn code(&self, doc: u32) -> &str {
@@ -358,9 +446,9 @@ impl Index {
         &self.code_text[start..self.code_ends[n] as usize]
     }
 
-    /// The ids of the codes at `offset..offset + limit` of the ranking of `query` (see the
-    /// module documentation), in `system` or all systems, with `overlay`'s changes applied.
-    /// An unknown system has no codes.
+    /// The codes at `offset..offset + limit` of the ranking of `query` (see the module
+    /// documentation), in `system` or all systems, with `overlay`'s changes applied. An
+    /// unknown system has no codes.
     pub fn search(
         &self,
         overlay: &Overlay,
@@ -368,8 +456,8 @@ impl Index {
         system: Option<&str>,
         offset: usize,
         limit: usize,
-    ) -> Vec<i64> {
-        let need = offset.saturating_add(limit);
+    ) -> Vec<Hit> {
+        let need = offset.saturating_add(limit).min(MAX_RANKED);
         let parts: Vec<u8> = match system {
             Some(wanted) => self
                 .systems
@@ -387,7 +475,7 @@ impl Index {
         let hidden = |doc: u32| {
             !overlay.entries.is_empty() && overlay.entries.contains_key(&self.docs[doc as usize].id)
         };
-        let plan = self.plan(query);
+        let mut plan = self.code_plan(query);
         let mut ranked: Vec<i64> = Vec::new();
         let mut seen: HashSet<i64> = HashSet::new();
         fn push(ranked: &mut Vec<i64>, seen: &mut HashSet<i64>, id: i64) {
@@ -402,13 +490,13 @@ impl Index {
                 let mut exact = key.clone().into_bytes();
                 exact.extend_from_slice(&[0, part]);
                 if let Some(doc) = self.codes.get(&exact) {
-                    if !hidden(doc as u32) {
+                    if !hidden(doc as u32) && plan.code_fits(self.code(doc as u32), true) {
                         push(&mut ranked, &mut seen, self.docs[doc as usize].id);
                     }
                 }
             }
             for entry in &overlaid {
-                if code_key(&entry.code) == *key {
+                if code_key(&entry.code) == *key && plan.code_fits(&entry.code, true) {
                     push(&mut ranked, &mut seen, entry.id);
                 }
             }
@@ -422,7 +510,11 @@ impl Index {
                     break;
                 }
                 let (text, part) = (&bytes[..bytes.len() - 2], bytes[bytes.len() - 1]);
-                if !parts.contains(&part) || hidden(doc as u32) || text == key.as_bytes() {
+                if !parts.contains(&part)
+                    || hidden(doc as u32)
+                    || text == key.as_bytes()
+                    || !plan.code_fits(self.code(doc as u32), false)
+                {
                     continue;
                 }
                 let text = String::from_utf8_lossy(text).into_owned();
@@ -430,7 +522,10 @@ impl Index {
             }
             for entry in &overlaid {
                 let entry_key = code_key(&entry.code);
-                if entry_key.starts_with(key.as_str()) && entry_key != *key {
+                if entry_key.starts_with(key.as_str())
+                    && entry_key != *key
+                    && plan.code_fits(&entry.code, false)
+                {
                     let part = self.systems.iter().position(|s| *s == entry.system);
                     prefixed.push((entry_key, part.unwrap_or(usize::MAX) as u8, entry.id));
                 }
@@ -442,6 +537,10 @@ impl Index {
         }
 
         // Descriptions, tier by tier.
+        if ranked.len() < need {
+            // The words only when the codes did not fill the page (`a`, `e`: they do).
+            plan.alternatives = self.word_alternatives(query);
+        }
         if !plan.alternatives.is_empty() {
             for tier in 0..2u8 {
                 if ranked.len() >= need {
@@ -481,7 +580,18 @@ impl Index {
                 }
             }
         }
-        ranked.into_iter().skip(offset).take(limit).collect()
+        ranked
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|id| match overlay.entries.get(&id) {
+                Some(entry) => Some(Hit::of(entry)),
+                None => {
+                    let at = self.versions.binary_search_by_key(&id, |v| v.0).ok()?;
+                    Some(self.hit(self.versions[at].2))
+                }
+            })
+            .collect()
     }
 
     /// The first `need` docs of `tier` in `range`, in static order, with their scores.
@@ -570,8 +680,8 @@ impl Index {
         )
     }
 
-    /// Expands the query's words against the vocabulary.
-    fn plan(&self, query: &str) -> Plan {
+    /// The code part of a query's plan (its alternatives come from [`Index::word_alternatives`]).
+    fn code_plan(&self, query: &str) -> Plan {
         let trimmed = query.trim();
         let code_key = (!trimmed.is_empty()
             && trimmed.chars().count() <= 16
@@ -580,6 +690,17 @@ impl Index {
                 .all(|c| c.is_ascii_alphanumeric() || c == '.')
             && trimmed.chars().any(|c| c.is_ascii_alphanumeric()))
         .then(|| code_key(trimmed));
+        let code_text = trimmed.contains('.').then(|| trimmed.to_uppercase());
+        Plan {
+            code_key,
+            code_text,
+            alternatives: Vec::new(),
+        }
+    }
+
+    /// The query's rewritings, each a list of clauses that a description must all match: its
+    /// words expanded against the vocabulary.
+    fn word_alternatives(&self, query: &str) -> Vec<Vec<Clause>> {
         let mut typed = synonyms::content_words(query);
         typed.truncate(16);
         // The query as typed and, when some words are misspelled, as corrected; each with its
@@ -613,10 +734,7 @@ impl Index {
                 .collect();
             alternatives.push(alternative);
         }
-        Plan {
-            code_key,
-            alternatives,
-        }
+        alternatives
     }
 
     /// The vocabulary word a misspelled query word most likely stands for: when the word is
@@ -743,13 +861,16 @@ impl Static<'_> {
     }
 }
 
-/// The words a query word matches as typed: itself, and its plural or singular by a final
-/// `s` (`fracture` / `fractures`).
+/// The words a query word matches as typed: itself, its plural or singular by a final `s`
+/// (`fracture` / `fractures`), and its stem without a final `d` or `ed` (`fractured`,
+/// `burned`).
 fn exact_forms(word: &str) -> Vec<String> {
     let mut forms = vec![word.to_owned(), format!("{word}s")];
-    if let Some(singular) = word.strip_suffix('s') {
-        if singular.chars().count() >= 3 {
-            forms.push(singular.to_owned());
+    for suffix in ["s", "d", "ed"] {
+        if let Some(stem) = word.strip_suffix(suffix) {
+            if stem.chars().count() >= 3 {
+                forms.push(stem.to_owned());
+            }
         }
     }
     forms
@@ -849,10 +970,28 @@ impl Clause {
 /// description must match.
 struct Plan {
     code_key: Option<String>,
+    /// The query in upper case when it is a code written with its dot: it must match as
+    /// written (`E880.9` is ICD-9's, not ICD-10's `E88.09`, though their keys agree).
+    code_text: Option<String>,
     alternatives: Vec<Vec<Clause>>,
 }
 
 impl Plan {
+    /// Whether `code` (found by its key) is the typed code (`exact`) or starts with it.
+    fn code_fits(&self, code: &str, exact: bool) -> bool {
+        match &self.code_text {
+            None => true,
+            Some(text) => {
+                let code = code.to_uppercase();
+                if exact {
+                    code == *text
+                } else {
+                    code.starts_with(text.as_str())
+                }
+            }
+        }
+    }
+
     /// The best (tier, score) of a description's words under any rewriting: tier 0 when
     /// every clause matches as typed, 1 with completions and misspellings; the score (lower
     /// is better) counts two for each other word the description has (fillers not counted),
@@ -922,6 +1061,7 @@ mod tests {
     fn entry(id: i64, system: &str, code: &str, description: &str, billable: bool) -> Entry {
         Entry {
             id,
+            uuid: format!("00000000-0000-7000-8000-{id:012}"),
             version: 1,
             system: system.into(),
             code: code.into(),
@@ -981,7 +1121,11 @@ mod tests {
     }
 
     fn codes(index: &Index, overlay: &Overlay, q: &str, system: Option<&str>) -> Vec<i64> {
-        index.search(overlay, q, system, 0, 10)
+        let hits = index.search(overlay, q, system, 0, 10);
+        for hit in &hits {
+            assert_eq!(hit.uuid, format!("00000000-0000-7000-8000-{:012}", hit.id));
+        }
+        hits.iter().map(|h| h.id).collect()
     }
 
     #[test]
@@ -1001,12 +1145,68 @@ mod tests {
     }
 
     #[test]
+    fn a_code_written_with_its_dot_matches_as_written() {
+        let index = Index::build(vec![
+            entry(
+                1,
+                "icd-9",
+                "E880.9",
+                "Accidental fall on or from other stairs or steps",
+                true,
+            ),
+            entry(
+                2,
+                "icd-10",
+                "E88.09",
+                "Other disorders of plasma-protein metabolism",
+                true,
+            ),
+        ]);
+        let none = Overlay::default();
+        assert_eq!(codes(&index, &none, "E880.9", None), [1]);
+        assert_eq!(codes(&index, &none, "e88.09", None), [2]);
+        assert_eq!(
+            codes(&index, &none, "E8809", None).len(),
+            2,
+            "no dot: either"
+        );
+        assert_eq!(codes(&index, &none, "E88.", None), [2]);
+    }
+
+    #[test]
+    fn a_search_ranks_at_most_max_ranked_codes() {
+        let many: Vec<Entry> = (0..MAX_RANKED as i64 + 50)
+            .map(|n| entry(n + 1, "icd-10", &format!("Z{n:05}"), "Common finding", true))
+            .collect();
+        let index = Index::build(many);
+        let none = Overlay::default();
+        assert_eq!(index.search(&none, "common", None, 0, 100).len(), 100);
+        assert_eq!(
+            index
+                .search(&none, "common", None, MAX_RANKED - 10, 100)
+                .len(),
+            10
+        );
+        assert!(index
+            .search(&none, "common", None, MAX_RANKED, 100)
+            .is_empty());
+        assert!(index
+            .search(&none, "common", None, usize::MAX, 100)
+            .is_empty());
+    }
+
+    #[test]
     fn pages_do_not_overlap() {
         let index = sample();
         let none = Overlay::default();
         let all = index.search(&none, "pneumonia", None, 0, 10);
         let first = index.search(&none, "pneumonia", None, 0, 2);
         let second = index.search(&none, "pneumonia", None, 2, 10);
+        assert_eq!(all[0].description, "Pneumonia, organism unspecified");
+        assert_eq!(
+            (all[0].code.as_str(), all[0].system.as_str()),
+            ("486", "icd-9")
+        );
         assert_eq!([first, second].concat(), all);
     }
 

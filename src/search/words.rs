@@ -28,16 +28,17 @@ pub fn words(text: &str) -> Vec<String> {
     out
 }
 
-/// Lower case without accents (canonical decomposition, combining marks dropped).
+/// Case-folded without accents (Unicode full case folding, then canonical decomposition with
+/// the combining marks dropped).
 fn fold(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
+    // Full case folding first (`Straße` -> `strasse`, `ﬁ` -> `fi`), then the accents off.
     DecomposingNormalizerBorrowed::new_nfd()
-        .normalize(text)
+        .normalize(&crate::text::fold_key(text))
         .chars()
         .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
-        .flat_map(char::to_lowercase)
         .collect()
 }
 
@@ -82,6 +83,8 @@ pub fn is_filler(word: &str) -> bool {
                 | "organism"
                 | "site"
                 | "primary"
+                | "closed"
+                | "specified"
                 | "initial"
                 | "encounter"
                 | "stated"
@@ -90,9 +93,12 @@ pub fn is_filler(word: &str) -> bool {
 }
 
 /// Whether a description (its words) names the general code of its concept: "unspecified",
-/// "NOS", or "without complications" / "without mention of complication".
+/// "not specified", "NOS", or "without complications" / "without mention of complication".
 pub fn is_general(words: &[String]) -> bool {
     words.iter().any(|w| w == "unspecified" || w == "nos")
+        || words
+            .windows(2)
+            .any(|p| p[0] == "not" && p[1] == "specified")
         || (words.iter().any(|w| w == "without")
             && words
                 .iter()
@@ -116,5 +122,9 @@ mod tests {
         assert_eq!(words("Alzheimer’s disease"), ["alzheimer", "disease"]);
         assert_eq!(words("  ,, "), Vec::<String>::new());
         assert_eq!(words("o'clock"), ["o", "clock"]);
+        assert_eq!(
+            words("STRASSE Straße ﬁbrose"),
+            ["strasse", "strasse", "fibrose"]
+        );
     }
 }
