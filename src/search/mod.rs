@@ -614,17 +614,33 @@ impl Index {
             {
                 continue;
             }
-            // The docs holding the rarest word.
-            let size = |clause: &&Clause| -> usize {
-                clause
-                    .words(exact)
-                    .iter()
-                    .map(|&w| self.postings.get(w).len())
-                    .sum()
+            let size = |words: &[u32]| -> usize {
+                words.iter().map(|&w| self.postings.get(w).len()).sum()
             };
-            if let Some(rarest) = alternative.iter().min_by_key(size) {
-                for &word in rarest.words(exact) {
-                    lists.push(self.postings.get(word));
+            // Tier 0: the docs holding the rarest clause as typed. Tier 1: a doc there misses
+            // some clause as typed but holds one of its completions or near words, so the
+            // docs holding any clause's completions or near words (usually few).
+            let approximate: Vec<Vec<u32>> = alternative
+                .iter()
+                .map(|c| {
+                    c.all
+                        .iter()
+                        .copied()
+                        .filter(|w| c.exact.binary_search(w).is_err())
+                        .collect()
+                })
+                .collect();
+            let approximate_size: usize = approximate.iter().map(|w| size(w)).sum();
+            let rarest = alternative
+                .iter()
+                .map(|c| c.words(exact))
+                .min_by_key(|w| size(w))
+                .unwrap_or_default();
+            if exact || size(rarest) <= approximate_size {
+                lists.extend(rarest.iter().map(|&w| self.postings.get(w)));
+            } else {
+                for words in &approximate {
+                    lists.extend(words.iter().map(|&w| self.postings.get(w)));
                 }
             }
         }
