@@ -169,6 +169,12 @@ async fn list_codes(
                 .map(|p| p.trim().to_uppercase())
                 .filter(|p| !p.is_empty());
             let (system, after, fetch) = (query.system.clone(), page.after.clone(), page.fetch());
+            // A prefix listing scans the codes in the database: a few at a time, like the
+            // database's searches, so a flood of them cannot hold every connection.
+            let _permit = match prefix {
+                Some(_) => Some(database_search_turn(&state).await?),
+                None => None,
+            };
             let rows = state
                 .db
                 .run(move |conn| {
@@ -212,18 +218,26 @@ async fn search(
             })
             .collect());
     }
-    let _permit = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        state.search_fallback.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| crate::db::DbError::Busy)?
-    .map_err(|e| crate::db::DbError::Blocking(e.to_string()))?;
+    let _permit = database_search_turn(state).await?;
     let rows = state
         .db
         .query(move |conn| codes::search_codes(conn, system.as_deref(), &q, offset, limit))
         .await?;
     Ok(rows.into_iter().map(CodeResponse::from).collect())
+}
+
+/// A turn at searching the codes in the database ([`AppState::search_fallback`]): waiting
+/// more than 2 s for one is 503 with `Retry-After`.
+async fn database_search_turn(
+    state: &AppState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    Ok(tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.search_fallback.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| crate::db::DbError::Busy)?
+    .map_err(|e| crate::db::DbError::Blocking(e.to_string()))?)
 }
 
 fn code_response(code: Code, status: actix_web::http::StatusCode) -> HttpResponse {

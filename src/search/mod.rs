@@ -204,11 +204,13 @@ pub struct Index {
     postings: Lists,
     /// Doc -> its words.
     doc_words: Lists,
+    /// Doc -> the words it names only after "without" (what the code does *not* have).
+    negated: Lists,
     first_word: Vec<u32>,
     fillers: Bits,
     /// Doc -> whether its description names the general code of its concept.
     general: Vec<bool>,
-    /// `code key` NUL `system` -> doc.
+    /// System (partition number) then code key -> doc.
     codes: fst::Map<Vec<u8>>,
     /// (id, version, doc or `u32::MAX` when inactive) of every code read, sorted by id.
     versions: Vec<(i64, i32, u32)>,
@@ -269,6 +271,7 @@ impl Index {
         let mut provisional: HashMap<String, u32> = HashMap::new();
         let (mut flat, mut flat_ends) = (Vec::<u32>::new(), Vec::with_capacity(entries.len()));
         let mut general = Vec::with_capacity(entries.len());
+        let mut negated_pairs: Vec<(u32, u32)> = Vec::new();
         let (mut code_text, mut code_ends) = (String::new(), Vec::with_capacity(entries.len()));
         let (mut description_text, mut description_ends) =
             (String::new(), Vec::with_capacity(entries.len()));
@@ -300,6 +303,13 @@ impl Index {
             }
             let list = words(&std::mem::take(&mut entry.description));
             general.push(words::is_general(&list));
+            for word in words::negated(&list) {
+                let next = provisional.len() as u32;
+                negated_pairs.push((
+                    docs.len() as u32 - 1,
+                    *provisional.entry(word).or_insert(next),
+                ));
+            }
             for word in list {
                 let next = provisional.len() as u32;
                 flat.push(*provisional.entry(word).or_insert(next));
@@ -356,14 +366,23 @@ impl Index {
             postings.iter().map(|&(word, doc)| (doc, word)).collect(),
         );
         let postings = Lists::from_pairs(word_count, postings);
+        let negated = Lists::from_pairs(
+            docs.len(),
+            negated_pairs
+                .into_iter()
+                .map(|(doc, word)| (doc, final_id[word as usize]))
+                .collect(),
+        );
 
         let mut code_keys: Vec<(Vec<u8>, u64)> = docs
             .iter()
             .enumerate()
             .map(|(n, doc)| {
                 let start = if n == 0 { 0 } else { code_ends[n - 1] as usize };
-                let mut key = code_key(&code_text[start..code_ends[n] as usize]).into_bytes();
-                key.extend_from_slice(&[0, doc.system]);
+                let mut key = vec![doc.system];
+                key.extend_from_slice(
+                    code_key(&code_text[start..code_ends[n] as usize]).as_bytes(),
+                );
                 (key, n as u64)
             })
             .collect();
@@ -388,6 +407,7 @@ impl Index {
             word_count,
             postings,
             doc_words,
+            negated,
             first_word,
             fillers,
             general,
@@ -487,8 +507,8 @@ impl Index {
         // Exact code, then codes starting with the query.
         if let Some(key) = &plan.code_key {
             for &part in &parts {
-                let mut exact = key.clone().into_bytes();
-                exact.extend_from_slice(&[0, part]);
+                let mut exact = vec![part];
+                exact.extend_from_slice(key.as_bytes());
                 if let Some(doc) = self.codes.get(&exact) {
                     if !hidden(doc as u32) && plan.code_fits(self.code(doc as u32), true) {
                         push(&mut ranked, &mut seen, self.docs[doc as usize].id);
@@ -500,25 +520,31 @@ impl Index {
                     push(&mut ranked, &mut seen, entry.id);
                 }
             }
+            // Each system's codes starting with the key (its own range of the fst), merged.
             let mut prefixed: Vec<(String, u8, i64)> = Vec::new();
-            let mut stream = self
-                .codes
-                .search(fst::automaton::Str::new(key).starts_with())
-                .into_stream();
-            while let Some((bytes, doc)) = stream.next() {
-                if prefixed.len() >= need {
-                    break;
+            for &part in &parts {
+                // The partition number is one byte below 0x80, so this is valid UTF-8.
+                let start = format!("{}{key}", char::from(part));
+                let mut stream = self
+                    .codes
+                    .search(fst::automaton::Str::new(&start).starts_with())
+                    .into_stream();
+                let mut taken = 0;
+                while let Some((bytes, doc)) = stream.next() {
+                    if taken >= need {
+                        break;
+                    }
+                    let text = &bytes[1..];
+                    if hidden(doc as u32)
+                        || text == key.as_bytes()
+                        || !plan.code_fits(self.code(doc as u32), false)
+                    {
+                        continue;
+                    }
+                    taken += 1;
+                    let text = String::from_utf8_lossy(text).into_owned();
+                    prefixed.push((text, part, self.docs[doc as usize].id));
                 }
-                let (text, part) = (&bytes[..bytes.len() - 2], bytes[bytes.len() - 1]);
-                if !parts.contains(&part)
-                    || hidden(doc as u32)
-                    || text == key.as_bytes()
-                    || !plan.code_fits(self.code(doc as u32), false)
-                {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(text).into_owned();
-                prefixed.push((text, part, self.docs[doc as usize].id));
             }
             for entry in &overlaid {
                 let entry_key = code_key(&entry.code);
@@ -687,18 +713,22 @@ impl Index {
     fn judge(&self, plan: &Plan, doc: u32) -> Option<(u8, i32)> {
         let words = self.doc_words.get(doc);
         let first = self.first_word[doc as usize];
+        let negated = self.negated.get(doc);
         plan.judge(
             words.iter().copied(),
             first,
             self.general[doc as usize],
             |clause, &word, exact| clause.has(word, exact),
-            |&word| self.fillers.contains(word),
+            |&word| self.fillers.contains(word) || negated.contains(&word),
         )
     }
 
     /// The code part of a query's plan (its alternatives come from [`Index::word_alternatives`]).
     fn code_plan(&self, query: &str) -> Plan {
-        let trimmed = query.trim();
+        // Compatibility forms folded (full-width `Ｊ１８．９`), surrounding punctuation off
+        // (`(J18.9)`, `J18.9;`).
+        let folded = words::compatible(query);
+        let trimmed = folded.trim_matches(|c: char| !c.is_alphanumeric() && c != '.');
         let code_key = (!trimmed.is_empty()
             && trimmed.chars().count() <= 16
             && trimmed
@@ -718,6 +748,9 @@ impl Index {
     /// words expanded against the vocabulary.
     fn word_alternatives(&self, query: &str) -> Vec<Vec<Clause>> {
         let mut typed = synonyms::content_words(query);
+        // A word typed twice asks for nothing more.
+        let mut once = HashSet::new();
+        typed.retain(|w| once.insert(w.clone()));
         typed.truncate(16);
         // The query as typed and, when some words are misspelled, as corrected; each with its
         // rewritings by the synonyms.
@@ -1010,7 +1043,8 @@ impl Plan {
 
     /// The best (tier, score) of a description's words under any rewriting: tier 0 when
     /// every clause matches as typed, 1 with completions and misspellings; the score (lower
-    /// is better) counts two for each other word the description has (fillers not counted),
+    /// is better) counts two for each other word the description has (fillers and what it
+    /// names after "without" not counted),
     /// minus two when it names the general code ([`words::is_general`]) and one when it starts
     /// with a query word.
     fn judge<W>(
@@ -1060,12 +1094,13 @@ impl Plan {
         let mut unique: Vec<&String> = words.iter().collect();
         unique.sort();
         unique.dedup();
+        let negated = words::negated(words);
         self.judge(
             unique.iter().copied(),
             first,
             words::is_general(words),
             |clause, word, exact| clause.has_text(word, exact),
-            |word| words::is_filler(word),
+            |word| words::is_filler(word) || negated.contains(word),
         )
     }
 }
@@ -1155,6 +1190,11 @@ mod tests {
         assert!(!pneumonia.contains(&5));
         assert_eq!(codes(&index, &none, "organism pneumonia lobar", None), [4]);
         assert_eq!(codes(&index, &none, "pnemonia", Some("icd-9")), [5]);
+        assert_eq!(
+            codes(&index, &none, "pneumonia pneumonia", None),
+            codes(&index, &none, "pneumonia", None)
+        );
+        assert_eq!(codes(&index, &none, "j1", Some("icd-9")), Vec::<i64>::new());
         assert_eq!(codes(&index, &none, "diabetis type", None), [8]);
         assert!(codes(&index, &none, "nothing like it", None).is_empty());
         assert!(codes(&index, &none, "pneumonia", Some("snomed-ct")).is_empty());
@@ -1187,6 +1227,8 @@ mod tests {
             "no dot: either"
         );
         assert_eq!(codes(&index, &none, "E88.", None), [2]);
+        assert_eq!(codes(&index, &none, "(E880.9);", None), [1]);
+        assert_eq!(codes(&index, &none, "Ｅ８８．０９", None), [2]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! How code descriptions and queries are cut into words, and which words say little.
 
-use icu_normalizer::DecomposingNormalizerBorrowed;
+use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
 
 /// The words of `text`: lower case, accents removed (`Ménière` -> `meniere`), split at
 /// every character that is not a letter or a digit, with the possessive `'s` dropped
@@ -28,15 +28,27 @@ pub fn words(text: &str) -> Vec<String> {
     out
 }
 
+/// `text` in Unicode Normalization Form KC: compatibility characters (full-width letters and
+/// digits, ligatures) as their plain forms (UAX #15).
+pub fn compatible(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_owned();
+    }
+    ComposingNormalizerBorrowed::new_nfkc()
+        .normalize(text)
+        .into_owned()
+}
+
 /// Case-folded without accents (Unicode full case folding, then canonical decomposition with
 /// the combining marks dropped).
 fn fold(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
-    // Full case folding first (`Straße` -> `strasse`, `ﬁ` -> `fi`), then the accents off.
+    // Compatibility forms (`ｐｎｅｕ`), then full case folding (`Straße` -> `strasse`, `ﬁ` ->
+    // `fi`), then the accents off.
     DecomposingNormalizerBorrowed::new_nfd()
-        .normalize(&crate::text::fold_key(text))
+        .normalize(&crate::text::fold_key(&compatible(text)))
         .chars()
         .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
         .collect()
@@ -103,6 +115,24 @@ pub fn is_general(words: &[String]) -> bool {
             && words
                 .iter()
                 .any(|w| w == "complication" || w == "complications"))
+}
+
+/// The words a description names only after its first "without" ("Unspecified dementia,
+/// unspecified severity, without behavioral disturbance, ... and anxiety"): what the code
+/// does not have, so they do not make it more specific.
+pub fn negated(words: &[String]) -> Vec<String> {
+    let Some(at) = words.iter().position(|w| w == "without") else {
+        return Vec::new();
+    };
+    let (before, after) = words.split_at(at);
+    let mut negated: Vec<String> = after[1..]
+        .iter()
+        .filter(|w| !before.contains(w))
+        .cloned()
+        .collect();
+    negated.sort();
+    negated.dedup();
+    negated
 }
 
 #[cfg(test)]
