@@ -156,6 +156,11 @@ async fn the_index_follows_changes_here_at_once_and_on_another_instance_within_s
              UPDATE index_generations SET generation = generation + 1 WHERE name = 'codes'")
         .await;
     eventually(&researcher, &here("axolotl"), &["Q99.9"]).await;
+    eventually(&elsewhere, &here("axolotl"), &["Q99.9"]).await;
+    // The other instance took every change into its overlay: it built its index once.
+    let status = other.state.code_index.status();
+    assert!(status.ready);
+    assert_eq!(status.builds, 1, "{status:?}");
 }
 
 /// Polls `path` until it answers exactly `want`, for at most 5 s.
