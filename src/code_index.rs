@@ -49,17 +49,9 @@ pub struct IndexStatus {
     pub last_build_ms: u64,
 }
 
+/// The entry of a committed change of a code.
 fn entry(code: &Code) -> Entry {
-    Entry {
-        id: code.id,
-        uuid: code.uuid.clone(),
-        version: code.version,
-        system: code.system_id.clone(),
-        code: code.code.clone(),
-        description: code.description.clone(),
-        billable: code.billable,
-        is_active: code.is_active,
-    }
+    owned_entry(code.clone())
 }
 
 /// The entry of a row read for a build (its strings moved, not copied).

@@ -754,9 +754,18 @@ impl Index {
         typed.truncate(16);
         // The query as typed and, when some words are misspelled, as corrected; each with its
         // rewritings by the synonyms.
+        // Misspelled typed words, with their near words, found once.
+        let near: HashMap<String, Near> = typed
+            .iter()
+            .filter_map(|w| self.near(w).map(|n| (w.clone(), n)))
+            .collect();
         let corrected: Vec<String> = typed
             .iter()
-            .map(|word| self.correction(word).unwrap_or_else(|| word.clone()))
+            .map(|word| {
+                near.get(word)
+                    .and_then(|n| self.correction(n))
+                    .unwrap_or_else(|| word.clone())
+            })
             .collect();
         let mut rewritings = self.synonyms.rewritings(&typed);
         if corrected != typed {
@@ -777,7 +786,7 @@ impl Index {
                 .map(|word| {
                     clauses
                         .entry(word.clone())
-                        .or_insert_with(|| self.clause(word, typed.contains(word)))
+                        .or_insert_with(|| self.clause(word, typed.contains(word), near.get(word)))
                         .clone()
                 })
                 .collect();
@@ -789,24 +798,35 @@ impl Index {
     /// The vocabulary word a misspelled query word most likely stands for: when the word is
     /// neither in the vocabulary nor the start of a word there, the nearest word within its
     /// edit distance, the most frequent of equally near ones.
-    fn correction(&self, word: &str) -> Option<String> {
+    fn correction(&self, near: &Near) -> Option<String> {
+        near.words
+            .iter()
+            .min_by_key(|(id, distance, _)| (*distance, Reverse(self.postings.get(*id).len())))
+            .map(|(_, _, text)| text.clone())
+    }
+
+    /// The near words of a word that is neither in the vocabulary nor the start of a word
+    /// there (a misspelling); `None` for a known word or one too short to correct.
+    fn near(&self, word: &str) -> Option<Near> {
         if self.is_known(word) {
             return None;
         }
         let dfa = fuzzy_dfa(word)?;
-        let mut best: Option<(u8, Reverse<usize>, String)> = None;
+        let mut words = Vec::new();
         let mut stream = self.words.search(Fuzzy(&dfa)).into_stream();
         while let Some((bytes, id)) = stream.next() {
-            let Distance::Exact(distance) = dfa.eval(bytes) else {
-                continue;
-            };
-            let candidate = (distance, Reverse(self.postings.get(id as u32).len()));
-            if best.as_ref().is_none_or(|b| (b.0, b.1) > candidate) {
-                let text = String::from_utf8_lossy(bytes).into_owned();
-                best = Some((candidate.0, candidate.1, text));
+            if let Distance::Exact(distance) = dfa.eval(bytes) {
+                words.push((
+                    id as u32,
+                    distance,
+                    String::from_utf8_lossy(bytes).into_owned(),
+                ));
             }
         }
-        best.map(|(_, _, text)| text)
+        Some(Near {
+            dfa: std::sync::Arc::new(dfa),
+            words,
+        })
     }
 
     /// Whether `word` is in the vocabulary as typed or begins a word there.
@@ -823,7 +843,7 @@ impl Index {
     /// The clause of `word`: its exact forms and, for a word the user typed (`typed`), the
     /// words it begins and, when it is misspelled, the words within its edit distance.
     /// Words from a synonym's expansion are spelt right and whole: exact forms only.
-    fn clause(&self, word: &str, typed: bool) -> Clause {
+    fn clause(&self, word: &str, typed: bool, near: Option<&Near>) -> Clause {
         let mut exact: Vec<u32> = exact_forms(word)
             .iter()
             .filter_map(|form| self.words.get(form).map(|id| id as u32))
@@ -840,14 +860,9 @@ impl Index {
             while let Some((_, id)) = stream.next() {
                 all.push(id as u32);
             }
-            if all.is_empty() {
-                fuzzy = fuzzy_dfa(word);
-            }
-            if let Some(dfa) = &fuzzy {
-                let mut stream = self.words.search(Fuzzy(dfa)).into_stream();
-                while let Some((_, id)) = stream.next() {
-                    all.push(id as u32);
-                }
+            if let Some(near) = near {
+                all.extend(near.words.iter().map(|(id, _, _)| *id));
+                fuzzy = Some(std::sync::Arc::clone(&near.dfa));
             }
         }
         all.sort_unstable();
@@ -863,7 +878,7 @@ impl Index {
         Clause {
             text: word.to_owned(),
             typed,
-            fuzzy: fuzzy.map(std::sync::Arc::new),
+            fuzzy,
             exact,
             all,
             exact_bits,
@@ -967,6 +982,13 @@ impl Automaton for Fuzzy<'_> {
     fn accept(&self, state: &u32, byte: u8) -> u32 {
         self.0.transition(*state, byte)
     }
+}
+
+/// A misspelled query word's automaton and the vocabulary words within its edit distance:
+/// (word id, distance, word).
+struct Near {
+    dfa: std::sync::Arc<DFA>,
+    words: Vec<(u32, u8, String)>,
 }
 
 /// One query word and the vocabulary words it matches.
