@@ -16,7 +16,8 @@ use crate::state::AppState;
 #[command(
     name = "medlabel",
     version,
-    about = "Role-based medical imaging and labelling backend"
+    about = "Role-based medical imaging and labelling backend",
+    after_help = crate::config::environment_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -36,15 +37,21 @@ pub enum Command {
     /// Load realistic demo data: users (printed with passwords and API tokens), a vocabulary
     /// linked to real ICD codes, generated images with diagnoses. Running it again adds more.
     CreateDummyData {
+        /// How many doctors to create (each uploads and labels images).
         #[arg(long, default_value_t = 3)]
         doctors: usize,
+        /// How many researchers to create (each curates vocabulary).
         #[arg(long, default_value_t = 2)]
         researchers: usize,
+        /// How many generated images each doctor uploads.
         #[arg(long, default_value_t = 20)]
         images_per_doctor: usize,
         /// Seed for the generated content (random when absent).
         #[arg(long)]
         seed: Option<u64>,
+        /// Print the summary and the users' credentials as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the OpenAPI document (what `openapi/openapi.json` holds).
     Openapi,
@@ -60,18 +67,58 @@ pub enum Command {
         #[arg(long)]
         output: std::path::PathBuf,
     },
+    /// Copy the SQLite database while servers keep running (VACUUM INTO), check the copy
+    /// (PRAGMA integrity_check) and print its size and rows. PostgreSQL: use pg_dump.
+    Backup {
+        /// The file to write (replaced if it exists; written beside it first).
+        #[arg(long)]
+        output: std::path::PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the SQLite database with a backup (checked first), then migrate it. Refused
+    /// while any server uses the database. PostgreSQL: use pg_restore.
+    Restore {
+        /// The backup file to restore.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a new password for a user (generated and printed, or read from standard input)
+    /// and end the user's sessions; audited as a CLI event.
+    ResetPassword {
+        /// The user's login name.
+        username: String,
+        /// Read the new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print the result (and a generated password) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deactivate a user and end every session and API token of theirs at once; audited as a
+    /// CLI event.
+    DeactivateUser {
+        /// The user's login name.
+        username: String,
+    },
     /// Import a code list: TSV or TSV.gz with a header row (`code`, `long_description` or
     /// `description`, optional `short_description` and `billable`). Idempotent.
     ImportCodes {
         /// icd-10, icd-9 or snomed-ct
         #[arg(long)]
         system: String,
+        /// The code list (`.tsv` or `.tsv.gz`).
         file: std::path::PathBuf,
     },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CreateUserArgs {
+    /// The login name (unique, ignoring case).
     #[arg(long)]
     pub username: String,
     /// A role to grant; repeat for several, leave out for a user without a role.
@@ -80,10 +127,15 @@ pub struct CreateUserArgs {
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// The name shown to other users.
     #[arg(long)]
     pub full_name: Option<String>,
+    /// A contact address (checked for form only).
     #[arg(long)]
     pub email: Option<String>,
+    /// Print the result (and a generated password) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,11 +187,51 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::ExportDataset { id, format, output } => {
             export_dataset(settings, &id, &format, &output)
         }
+        Command::Backup { output, json } => {
+            let report = crate::operator::backup(&settings, &output)?;
+            print_copy_report("backed up to", &report, json)
+        }
+        Command::Restore { input, json } => {
+            let report = crate::operator::restore(&settings, &input)?;
+            print_copy_report("restored", &report, json)
+        }
+        Command::ResetPassword {
+            username,
+            password_stdin,
+            json,
+        } => {
+            let given = password_stdin.then(read_password_line).transpose()?;
+            let generated = given.is_none();
+            let (user, secret) = crate::operator::reset_password(&settings, &username, given)?;
+            let shown = generated.then_some(secret);
+            if json {
+                let out = serde_json::json!({"id": user.uuid, "username": user.username, "password": shown});
+                println!("{out}");
+            } else {
+                println!(
+                    "reset the password of {} (id {}); their sessions ended",
+                    user.username, user.uuid
+                );
+                if let Some(secret) = shown {
+                    println!("password: {secret}");
+                }
+            }
+            Ok(())
+        }
+        Command::DeactivateUser { username } => {
+            let user = crate::operator::deactivate_user(&settings, &username)?;
+            println!(
+                "deactivated {} (id {}); their sessions and API tokens ended",
+                user.username, user.uuid
+            );
+            Ok(())
+        }
         Command::CreateDummyData {
             doctors,
             researchers,
             images_per_doctor,
             seed,
+            json,
         } => {
             let options = crate::dummy_data::DummyOptions {
                 doctors,
@@ -147,12 +239,17 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 images_per_doctor,
                 seed: seed.unwrap_or_else(rand::random),
             };
-            create_dummy_data(settings, options)
+            create_dummy_data(settings, options, json)
         }
     }
 }
 
+/// Binds first, so that a taken port fails before anything is written (database, keys, a new
+/// admin's password); the first admin is created only once the server is built.
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = startup::listen(&settings.bind)?;
+    // Held while serving: `restore` refuses to replace a database a server uses.
+    let _in_use = crate::operator::hold_serve_lock(&settings)?;
     let state = AppState::open(settings)?;
     startup::prepare(&state)?;
     let imported = crate::codesets::import_bundled_if_absent(&mut *state.db.get()?)?;
@@ -162,9 +259,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     if !imported.is_empty() {
         crate::code_index::release_freed_memory();
     }
-    ensure_first_admin(&state)?;
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(state.clone())?;
+        let app = Application::build_on(listener, state.clone(), |_| {})?;
+        ensure_first_admin(&state)?;
         // Storage no row references (left by a crash mid-upload): swept now and hourly.
         let sweeper = state.clone();
         actix_web::rt::spawn(async move {
@@ -219,12 +316,7 @@ fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
         anyhow::bail!("username must be 1 to 150 letters, digits or @ . + - _");
     }
     let (secret, generated) = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from standard input")?;
-        (line.trim_end_matches(['\n', '\r']).to_owned(), false)
+        (read_password_line()?, false)
     } else {
         (password::generate_password(), true)
     };
@@ -249,6 +341,16 @@ fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
         },
     )?;
     let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    if args.json {
+        let out = serde_json::json!({
+            "id": user.uuid,
+            "username": user.username,
+            "roles": names,
+            "password": generated.then_some(&secret),
+        });
+        println!("{out}");
+        return Ok(());
+    }
     println!(
         "created user {} (id {}, roles: {})",
         user.username,
@@ -262,6 +364,36 @@ fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
     if generated {
         println!("password: {secret}");
     }
+    Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn print_copy_report(
+    done: &str,
+    report: &crate::operator::CopyReport,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    println!(
+        "{done} {}: {} bytes, {} rows in {} tables, integrity ok, in {:.2}s",
+        report.path.display(),
+        report.bytes,
+        report.rows(),
+        report.tables.len(),
+        report.seconds
+    );
     Ok(())
 }
 
@@ -293,6 +425,7 @@ fn import_codes(settings: Settings, system: &str, file: &std::path::Path) -> any
 fn create_dummy_data(
     settings: Settings,
     options: crate::dummy_data::DummyOptions,
+    json: bool,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let state = AppState::open(settings)?;
@@ -307,6 +440,25 @@ fn create_dummy_data(
         || bar.inc(1),
     ))?;
     bar.finish_and_clear();
+    if json {
+        let users: Vec<_> = summary
+            .users
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "username": u.username, "roles": u.roles,
+                    "password": u.password, "token": u.token,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "seed": options.seed, "images": summary.images, "diagnoses": summary.diagnoses,
+            "annotations": summary.annotations, "labels": summary.labels,
+            "diseases": summary.diseases, "users": users,
+        });
+        println!("{out}");
+        return Ok(());
+    }
     println!(
         "created {} users, {} images with {} diagnoses and {} annotations, {} labels and {} diseases (seed {}) in {:.1}s",
         summary.users.len(),

@@ -4,28 +4,8 @@
 //! directory. Each variable `X` may instead be given as `X_FILE`, the path of a file holding the
 //! value (for secrets mounted by an orchestrator); setting both is an error.
 //!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `DATABASE_URL` | `sqlite://medlabel.db` | `sqlite://PATH` or `postgres://...` |
-//! | `STORAGE_URL` | `file://./data/objects` | `file://DIR`, `s3://bucket/prefix` or `memory://` |
-//! | `MEDLABEL_BIND` | `127.0.0.1:8080` | listen address |
-//! | `MEDLABEL_DATA_DIR` | `./data` | where generated session and pseudonym keys are kept |
-//! | `MEDLABEL_SESSION_KEY` | generated | 64+ random bytes, base64: signs and encrypts cookies |
-//! | `MEDLABEL_PSEUDONYM_KEY` | generated | 32+ random bytes, base64: subject pseudonyms; every instance needs the same one, for good |
-//! | `MEDLABEL_SESSION_IDLE_SECS` | `1800` | idle timeout of a session |
-//! | `MEDLABEL_SESSION_MAX_SECS` | `43200` | absolute lifetime of a session |
-//! | `MEDLABEL_MAX_UPLOAD_BYTES` | `1073741824` | largest image upload |
-//! | `MEDLABEL_MAX_DICOM_HEADER_BYTES` | `67108864` | how far into a DICOM upload its Pixel Data may start; beyond it an upload is 413 |
-//! | `MEDLABEL_MAX_JSON_BYTES` | `1048576` | largest JSON body |
-//! | `MEDLABEL_INSECURE_COOKIES` | `0` | `1`: cookie `medlabel` without `Secure` (plain-HTTP dev only) |
-//! | `MEDLABEL_TRUSTED_PROXIES` | none | comma-separated addresses/CIDRs whose `X-Forwarded-For` is believed |
-//! | `MEDLABEL_CORS_ORIGINS` | none (CORS off) | comma-separated allowed origins |
-//! | `MEDLABEL_DB_POOL_SIZE` | 2 x CPUs, at least 4 | database connections per instance |
-//! | `MEDLABEL_DB_BUSY_TIMEOUT_MS` | `10000` | SQLite: how long a write waits for another process's lock before answering 503 |
-//! | `MEDLABEL_ORPHAN_GRACE_SECS` | `86400` | unreferenced storage objects older than this are removed (at start, then hourly) |
-//! | `MEDLABEL_WORKERS` | CPU count | HTTP worker threads |
-//! | `MEDLABEL_LOG` | `info` | tracing filter, e.g. `medlabel=debug,info` |
-//! | `MEDLABEL_LOG_FORMAT` | `text` | `text` for people, `json` for machines |
+//! Every variable, its default and meaning are in [`VARIABLES`]; `medlabel --help` prints
+//! them, and a test checks that the list names every variable this file reads.
 //!
 //! Longer than ~400 lines on purpose: the point of this file is that every variable is here.
 
@@ -37,6 +17,64 @@ use base64::Engine as _;
 use ipnet::IpNet;
 
 use crate::pseudonym::PseudonymKey;
+
+/// One environment variable: its name, its default (as the user would write it) and what it
+/// does. Printed by `--help` ([`environment_help`]).
+pub struct Variable {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+const fn var(name: &'static str, default: &'static str, meaning: &'static str) -> Variable {
+    Variable {
+        name,
+        default,
+        meaning,
+    }
+}
+
+/// Every variable the service reads (besides `AWS_*` for S3 storage, read by `object_store`).
+pub const VARIABLES: &[Variable] = &[
+    var("DATABASE_URL", "sqlite://medlabel.db", "sqlite://PATH or postgres://... (libpq parameters such as sslmode=require work)"),
+    var("STORAGE_URL", "file://./data/objects", "file://DIR, s3://bucket/prefix (AWS_* variables: credentials, region, AWS_ENDPOINT_URL) or memory://"),
+    var("MEDLABEL_BIND", "127.0.0.1:8080", "listen address (host:port)"),
+    var("MEDLABEL_DATA_DIR", "./data", "where generated session and pseudonym keys are kept"),
+    var("MEDLABEL_SESSION_KEY", "generated", "64+ random bytes, base64: signs and encrypts cookies; the same on every instance"),
+    var("MEDLABEL_PSEUDONYM_KEY", "generated", "32+ random bytes, base64: subject pseudonyms; the same on every instance, for good"),
+    var("MEDLABEL_SESSION_IDLE_SECS", "1800", "idle timeout of a session"),
+    var("MEDLABEL_SESSION_MAX_SECS", "43200", "absolute lifetime of a session"),
+    var("MEDLABEL_MAX_UPLOAD_BYTES", "1073741824", "largest image upload"),
+    var("MEDLABEL_MAX_DICOM_HEADER_BYTES", "67108864", "how far into a DICOM upload its Pixel Data may start (413 beyond)"),
+    var("MEDLABEL_MAX_JSON_BYTES", "1048576", "largest JSON body"),
+    var("MEDLABEL_INSECURE_COOKIES", "0", "1: cookie `medlabel` without Secure (plain-HTTP development only)"),
+    var("MEDLABEL_TRUSTED_PROXIES", "none", "comma-separated addresses/CIDRs whose forwarding headers are believed"),
+    var("MEDLABEL_CORS_ORIGINS", "none (CORS off)", "comma-separated allowed origins"),
+    var("MEDLABEL_DB_POOL_SIZE", "2 x CPUs, at least 4", "database connections per instance"),
+    var("MEDLABEL_DB_BUSY_TIMEOUT_MS", "10000", "SQLite: how long a write waits for another process's lock before answering 503"),
+    var("MEDLABEL_DB_STATEMENT_TIMEOUT_MS", "10000", "longest database work of one request (0: no limit); beyond it 503"),
+    var("MEDLABEL_CODE_INDEX", "on", "off: code searches use the database instead of the in-memory index"),
+    var("MEDLABEL_CODE_INDEX_POLL_MS", "1000", "how often the code index looks for other instances' changes (at least 50)"),
+    var("MEDLABEL_ORPHAN_GRACE_SECS", "86400", "unreferenced storage objects older than this are removed (at start, then hourly)"),
+    var("MEDLABEL_WORKERS", "CPU count", "HTTP worker threads"),
+    var("MEDLABEL_LOG", "info", "tracing filter, e.g. medlabel=debug,info"),
+    var("MEDLABEL_LOG_FORMAT", "text", "text for people (coloured on a terminal unless NO_COLOR is set), json for machines"),
+];
+
+/// The `--help` section listing [`VARIABLES`].
+pub fn environment_help() -> String {
+    let width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut help = String::from(
+        "Environment (also read from ./.env; any X may be given as X_FILE, a file holding the value):\n",
+    );
+    for v in VARIABLES {
+        help.push_str(&format!(
+            "  {:width$}  {} [default: {}]\n",
+            v.name, v.meaning, v.default
+        ));
+    }
+    help
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -512,5 +550,21 @@ mod tests {
         assert_eq!(again.fingerprint(), pseudonyms.fingerprint());
         assert!(kept.is_none());
         assert!(dir.path().join("pseudonym.key").exists());
+    }
+
+    #[test]
+    fn every_variable_read_is_documented_and_every_documented_one_is_read() {
+        let source = include_str!("config.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap()];
+        let mut read = std::collections::BTreeSet::new();
+        for part in code.split("get(\"").skip(1) {
+            read.insert(part.split('"').next().unwrap().to_owned());
+        }
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| v.name.to_owned()).collect();
+        assert!(read.len() >= 20, "found only {read:?}");
+        assert_eq!(read, listed);
+        let help = environment_help();
+        assert!(VARIABLES.iter().all(|v| help.contains(v.name)));
     }
 }

@@ -102,6 +102,28 @@ impl ApiError {
     }
 }
 
+/// The problem type slug (`urn:medlabel:problem/{slug}`) a response of `status` most often
+/// carries, for documentation examples.
+pub fn slug_of_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad-request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not-found",
+        405 => "method-not-allowed",
+        409 => "conflict",
+        412 => "precondition-failed",
+        413 => "payload-too-large",
+        415 => "unsupported-media-type",
+        416 => "range-not-satisfiable",
+        422 => "validation",
+        429 => "too-many-requests",
+        503 => "unavailable",
+        500..=599 => "internal",
+        _ => "error",
+    }
+}
+
 impl From<DieselError> for ApiError {
     fn from(err: DieselError) -> Self {
         match err {
@@ -228,10 +250,14 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
+    /// The HTTP status code, repeated.
+    #[schema(value_type = i32, minimum = 100, maximum = 599)]
     pub status: u16,
     pub detail: String,
     pub request_id: String,
+    /// Field path (`geometry.points[3]`, `body`) to what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>)]
     pub errors: Option<FieldErrors>,
 }
 

@@ -18,6 +18,7 @@ pub mod imaging;
 pub mod middleware;
 pub mod models;
 pub mod openapi;
+pub mod operator;
 pub mod orphans;
 pub mod probe;
 pub mod pseudonym;

@@ -19,7 +19,6 @@ use crate::api;
 #[openapi(
     info(
         title = "medlabel",
-        version = "1.0.0",
         description = "Role-based medical imaging and labelling. Doctors upload, diagnose and annotate their own images; researchers read every image de-identified, curate labels, diseases and ICD codes, and freeze datasets they export for machine learning; admins manage users. Every request is audited; every change is kept in history and can be reverted."
     ),
     paths(
@@ -84,7 +83,7 @@ use crate::api;
         api::events::list_events,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&Security, &ProblemResponses, &InlineBinary),
+    modifiers(&Security, &ProblemResponses, &ProblemExamples, &InlineBinary, &ContractNames),
     tags(
         (name = "auth", description = "Sessions, the caller, API tokens"),
         (name = "users", description = "Users and groups (admin)"),
@@ -263,10 +262,109 @@ pub async fn serve_document() -> actix_web::HttpResponse {
 }
 
 /// The document as committed in `openapi/openapi.json`: pretty-printed, with a final newline.
+/// [`ContractNames`] renamed the schemas; here every `$ref` follows.
 pub fn openapi_json() -> String {
     let mut json = ApiDoc::openapi()
         .to_pretty_json()
         .unwrap_or_else(|_| "{}".to_owned());
+    let targets: std::collections::BTreeSet<String> = json
+        .split("\"#/components/schemas/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect();
+    for old in targets {
+        let new = contract_name(&old);
+        if new == old {
+            continue;
+        }
+        json = json.replace(
+            &format!("\"#/components/schemas/{old}\""),
+            &format!("\"#/components/schemas/{new}\""),
+        );
+    }
     json.push('\n');
     json
+}
+
+/// The contract's name of a schema named after a Rust type: `ImageResponse` is `Image` (every
+/// `XResponse` but `LoginResponse`, which is no entity), `Page_ImageResponse` is `ImagePage`.
+fn contract_name(rust: &str) -> String {
+    let entity = |name: &str| match name.strip_suffix("Response") {
+        Some(base) if name != "LoginResponse" => base.to_owned(),
+        _ => name.to_owned(),
+    };
+    match rust.strip_prefix("Page_") {
+        Some(item) => format!("{}Page", entity(item)),
+        None => entity(rust),
+    }
+}
+
+/// Schema names for generated clients, one class per entity: each schema gets its
+/// [`contract_name`], and a page's `items` reference their schema (utoipa inlines a generic's
+/// type parameter, juhaku/utoipa#1586, which gave clients a second class for list items).
+/// `$ref`s are renamed on the finished text ([`openapi_json`]).
+struct ContractNames;
+
+impl Modify for ContractNames {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ArrayItems, Schema};
+        use utoipa::openapi::RefOr;
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        let schemas = std::mem::take(&mut components.schemas);
+        for (name, mut schema) in schemas {
+            if let Some(item) = name.strip_prefix("Page_") {
+                if let RefOr::T(Schema::Object(page)) = &mut schema {
+                    if let Some(RefOr::T(Schema::Array(items))) = page.properties.get_mut("items") {
+                        items.items = ArrayItems::RefOrSchema(Box::new(RefOr::Ref(
+                            Ref::from_schema_name(contract_name(item)),
+                        )));
+                    }
+                }
+            }
+            components.schemas.insert(contract_name(&name), schema);
+        }
+    }
+}
+
+/// An RFC 9457 body for a problem response of `status`, as the example of its documentation.
+fn problem_example(status: &str, detail: &str) -> Option<serde_json::Value> {
+    let code = actix_web::http::StatusCode::from_u16(status.parse().ok()?).ok()?;
+    let mut example = serde_json::json!({
+        "type": format!("urn:medlabel:problem/{}", crate::error::slug_of_status(code)),
+        "title": code.canonical_reason().unwrap_or("Error"),
+        "status": code.as_u16(),
+        "detail": detail,
+        "request_id": "01936f0e-6d2a-7c3b-9a10-2f5e8d1c4b77",
+    });
+    if code.as_u16() == 422 {
+        example["errors"] = serde_json::json!({"name": ["must be 1 to 200 characters"]});
+    }
+    Some(example)
+}
+
+/// Each problem response shows an example of its own status, instead of all showing the
+/// `Problem` schema's 422. Runs after [`ProblemResponses`].
+struct ProblemExamples;
+
+impl Modify for ProblemExamples {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let detail = response.description.to_lowercase();
+                    if let Some(content) = response.content.get_mut("application/problem+json") {
+                        if content.example.is_none() {
+                            content.example = problem_example(status, &detail);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

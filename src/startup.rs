@@ -58,6 +58,12 @@ pub fn check_pseudonym_key(
     Ok(())
 }
 
+/// Binds and listens on `bind` (`host:port`; port 0 picks a free one). Connections queue in
+/// the backlog until the server runs.
+pub fn listen(bind: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -74,8 +80,17 @@ impl Application {
         state: AppState,
         extra_routes: fn(&mut web::ServiceConfig),
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&state.settings.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.settings.bind))?;
+        let listener = listen(&state.settings.bind)?;
+        Self::build_on(listener, state, extra_routes)
+    }
+
+    /// Builds the server on a socket bound already ([`listen`]): `serve` binds before it
+    /// touches the database, so a taken port fails before any side effect.
+    pub fn build_on(
+        listener: TcpListener,
+        state: AppState,
+        extra_routes: fn(&mut web::ServiceConfig),
+    ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         state.code_index.start(
             state.db.clone(),
@@ -164,6 +179,7 @@ pub fn build_server(
             .app_data(
                 web::PathConfig::default().error_handler(|err, req| path_error(err, req).into()),
             )
+            .service(web::resource("/").route(web::get().to(api::root::root)))
             .service(web::resource("/health").route(web::get().to(api::health::health)))
             // The document, byte for byte what `medlabel openapi` prints and
             // `openapi/openapi.json` holds; and Swagger UI from the binary (no CDN) reading it.

@@ -4,10 +4,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
 
+/// Installs the global subscriber, writing to standard error. Text logs are coloured (ANSI
+/// escapes) only when standard error is a terminal and `NO_COLOR` is unset
+/// (<https://no-color.org>), so a log file or a journal gets plain text.
 pub fn init(settings: &Settings) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -109,7 +109,7 @@ const LAYERS: [&[&str]; 17] = [
     &["api"],
     &["openapi"],
     &["startup"],
-    &["dummy_data"],
+    &["dummy_data", "operator"],
     &["cli"],
 ];
 

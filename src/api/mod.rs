@@ -17,6 +17,7 @@ pub mod labels;
 pub mod pagination;
 pub mod patients;
 pub mod responses;
+pub mod root;
 pub mod serde_fields;
 pub mod users;
 pub mod vocabulary;

@@ -475,3 +475,438 @@ fn demo_patients_have_several_images_and_serve_refuses_another_pseudonym_key() {
         );
     }
 }
+
+#[test]
+fn serve_on_a_taken_port_fails_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let db = dir.path().join("never.db");
+    let (ok, out, err) = run(
+        medlabel(dir.path(), &format!("sqlite://{}", db.display()))
+            .arg("serve")
+            .env("MEDLABEL_BIND", &bind)
+            .env("MEDLABEL_DATA_DIR", dir.path().join("data"))
+            .env("MEDLABEL_LOG_FORMAT", "text"),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains(&format!("cannot listen on {bind}")), "{err}");
+    assert!(!out.contains("password"), "a password was printed: {out}");
+    assert!(!db.exists(), "the database was created");
+    assert!(!dir.path().join("data").exists(), "keys were written");
+    // Logs that go to a file (not a terminal) carry no ANSI colour escapes.
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+#[test]
+fn help_names_every_setting_and_describes_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, top, _) = run(medlabel(dir.path(), "sqlite://x.db").arg("--help"), None);
+    assert!(ok);
+    for variable in medlabel::config::VARIABLES {
+        assert!(
+            top.contains(variable.name),
+            "--help misses {}",
+            variable.name
+        );
+    }
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 9, "{commands:?}");
+    for command in commands {
+        let (ok, help, _) = run(
+            medlabel(dir.path(), "sqlite://x.db").args([command.as_str(), "--help"]),
+            None,
+        );
+        assert!(ok, "{command} --help");
+        // Every argument and option carries a description: after its name, or on the next,
+        // further indented line (clap's long help).
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let name = line.trim();
+            let indent = line.len() - line.trim_start().len();
+            if !(line.starts_with("  ") && (name.starts_with('-') || name.starts_with('<'))) {
+                continue;
+            }
+            let inline = name.split("  ").filter(|p| !p.trim().is_empty()).count() >= 2;
+            let below = lines.get(i + 1).is_some_and(|next| {
+                let t = next.trim();
+                next.len() - next.trim_start().len() > indent
+                    && !t.is_empty()
+                    && !t.starts_with('-')
+            });
+            assert!(inline || below, "{command}: {name:?} has no description");
+        }
+    }
+}
+
+/// Starts `serve` on a free port; returns the server, its address and the first admin's
+/// credentials (when it created one).
+fn start_serve(dir: &std::path::Path, url: &str) -> (Server, String, Option<(String, String)>) {
+    let mut child = medlabel(dir, url)
+        .arg("serve")
+        .env("MEDLABEL_BIND", "127.0.0.1:0")
+        .env("MEDLABEL_DATA_DIR", dir.join("data"))
+        .env("MEDLABEL_CODE_INDEX", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(a) = entry["address"].as_str() {
+                    let _ = tx.send(a.to_owned());
+                }
+            }
+        }
+    });
+    let (admin_tx, admin_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut username = None;
+        for line in stdout.lines().map_while(Result::ok) {
+            let line = line.trim().to_owned();
+            if let Some(v) = line.strip_prefix("username: ") {
+                username = Some(v.to_owned());
+            }
+            if let Some(v) = line.strip_prefix("password: ") {
+                let _ = admin_tx.send(username.clone().zip(Some(v.to_owned())));
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("listening address logged");
+    let server = Server(child);
+    // The credentials are printed before the address is logged.
+    let admin = admin_rx
+        .recv_timeout(Duration::from_millis(200))
+        .ok()
+        .flatten();
+    (server, address, admin)
+}
+
+fn table_rows(path: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
+    use diesel::prelude::*;
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let tables: Vec<Name> = diesel::sql_query(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    tables
+        .into_iter()
+        .map(|t| {
+            let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM \"{}\"", t.name))
+                .get_result(&mut conn)
+                .unwrap();
+            (t.name, c.n)
+        })
+        .collect()
+}
+
+/// Labels of a database file that have no `create` history entry (a torn copy would show some).
+fn labels_without_history(path: &std::path::Path) -> i64 {
+    use diesel::prelude::*;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let c: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM labels l WHERE NOT EXISTS (SELECT 1 FROM history h \
+         WHERE h.entity_type = 'label' AND h.entity_id = l.uuid AND h.action = 'create')",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    c.n
+}
+
+#[actix_web::test]
+async fn backup_under_write_load_restores_every_row_and_refuses_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    if url.starts_with("postgres") {
+        // PostgreSQL is backed up with pg_dump: the command says so and writes nothing.
+        let out = dir.path().join("pg.backup");
+        let (ok, _, err) = run(
+            medlabel(dir.path(), &url).args(["backup", "--output", out.to_str().unwrap()]),
+            None,
+        );
+        assert!(!ok);
+        assert!(err.contains("pg_dump"), "{err}");
+        assert!(!out.exists());
+        return;
+    }
+    let database = dir.path().join("medlabel.db");
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args([
+            "create-user",
+            "--username",
+            "curator",
+            "--role",
+            "researcher",
+            "--password-stdin",
+        ]),
+        Some("curating all day 42\n"),
+    );
+    assert!(ok, "{err}");
+    let (server, address, _) = start_serve(dir.path(), &url);
+    let researcher = TestClient::new(&address);
+    assert_eq!(
+        researcher
+            .login("curator", "curating all day 42")
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Writers create labels (a change, its history entry and its event per request) while
+    // three backups are taken.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (address, stop) = (address.clone(), stop.clone());
+            std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let client = TestClient::new(&address);
+                    client.login("curator", "curating all day 42").await;
+                    let mut created = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let res = client
+                            .post(
+                                "/api/v1/labels",
+                                &json!({"name": format!("Finding {w}-{created}")}),
+                            )
+                            .await;
+                        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+                        created += 1;
+                    }
+                    created
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut copies = Vec::new();
+    for n in 0..3 {
+        let out = dir.path().join(format!("backup-{n}.db"));
+        let (ok, stdout, err) = run(
+            medlabel(dir.path(), &url).args([
+                "backup",
+                "--json",
+                "--output",
+                out.to_str().unwrap(),
+            ]),
+            None,
+        );
+        assert!(ok, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["bytes"], std::fs::metadata(&out).unwrap().len());
+        copies.push(out);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let created: i32 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(
+        created > 10,
+        "only {created} labels were written during the backups"
+    );
+    let mut previous = 0;
+    for copy in &copies {
+        let rows = table_rows(copy);
+        assert_eq!(labels_without_history(copy), 0, "a torn copy: {copy:?}");
+        assert!(rows["labels"] >= previous, "backups go back in time");
+        previous = rows["labels"];
+    }
+    assert!(
+        previous < i64::from(created),
+        "the backups were all taken after the load"
+    );
+
+    // Restoring is refused while a server uses the database, and nothing changes.
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["restore", "--input", copies[0].to_str().unwrap()]),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("stop every instance"), "{err}");
+    assert_eq!(table_rows(&database)["labels"], i64::from(created));
+
+    // A final backup of the idle server; then the server stops, the database changes, and
+    // the restore brings back every row of every table, history and events included.
+    let last = dir.path().join("backup-last.db");
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["backup", "--output", last.to_str().unwrap()]),
+        None,
+    );
+    assert!(ok, "{err}");
+    drop(server);
+    let expected = table_rows(&database);
+    assert_eq!(table_rows(&last), expected);
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["deactivate-user", "curator"]),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_ne!(table_rows(&database), expected);
+    let (ok, stdout, err) = run(
+        medlabel(dir.path(), &url).args(["restore", "--input", last.to_str().unwrap()]),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("integrity ok"), "{stdout}");
+    assert_eq!(table_rows(&database), expected);
+    assert!(!dir.path().join("medlabel.db-wal").exists() || table_rows(&database) == expected);
+
+    // The restored database serves: the researcher still logs in.
+    let (_server, address, _) = start_serve(dir.path(), &url);
+    let again = TestClient::new(&address);
+    assert_eq!(
+        again.login("curator", "curating all day 42").await.status,
+        StatusCode::OK
+    );
+
+    // A file that is not a backup is refused before anything is touched.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["restore", "--input", junk.to_str().unwrap()]),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("not a usable backup"), "{err}");
+}
+
+#[actix_web::test]
+async fn reset_password_and_deactivate_user_end_access_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args([
+            "create-user",
+            "--username",
+            "dr.house",
+            "--role",
+            "doctor",
+            "--password-stdin",
+        ]),
+        Some("vicodin and puzzles 1\n"),
+    );
+    assert!(ok, "{err}");
+    let (_server, address, admin) = start_serve(dir.path(), &url);
+    let (admin_name, admin_password) = admin.expect("a first admin");
+    let doctor = TestClient::new(&address);
+    assert_eq!(
+        doctor
+            .login("dr.house", "vicodin and puzzles 1")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let token = doctor
+        .post("/api/v1/auth/tokens", &json!({"name": "script"}))
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // reset-password --json prints the generated password; the old one and the session end,
+    // the token stays (as a password change through the API).
+    let (ok, stdout, err) = run(
+        medlabel(dir.path(), &url).args(["reset-password", "dr.house", "--json"]),
+        None,
+    );
+    assert!(ok, "{err}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let new_password = out["password"].as_str().unwrap().to_owned();
+    assert_eq!(out["username"], "dr.house");
+    assert_eq!(
+        doctor.get("/api/v1/auth/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = TestClient::new(&address);
+    assert_eq!(
+        fresh
+            .login("dr.house", "vicodin and puzzles 1")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        fresh.login("dr.house", &new_password).await.status,
+        StatusCode::OK
+    );
+    let scripted = TestClient::new(&address);
+    *scripted.bearer.borrow_mut() = Some(token);
+    assert_eq!(scripted.get("/api/v1/auth/me").await.status, StatusCode::OK);
+
+    // deactivate-user ends the session and the token at once.
+    let (ok, stdout, err) = run(
+        medlabel(dir.path(), &url).args(["deactivate-user", "dr.house"]),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("deactivated dr.house"), "{stdout}");
+    assert_eq!(
+        fresh.get("/api/v1/auth/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        scripted.get("/api/v1/auth/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Both are CLI events naming the target user.
+    let admin = TestClient::new(&address);
+    assert_eq!(
+        admin.login(&admin_name, &admin_password).await.status,
+        StatusCode::OK
+    );
+    let events = admin.get("/api/v1/events?method=CLI").await;
+    assert_eq!(events.status, StatusCode::OK, "{}", events.text);
+    let paths: Vec<&str> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["medlabel deactivate-user", "medlabel reset-password"]
+    );
+    assert!(!events.text.contains(&new_password));
+
+    // Unknown users are named.
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["deactivate-user", "nobody"]),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("no user \"nobody\""), "{err}");
+}

@@ -135,3 +135,80 @@ async fn a_database_locked_by_another_process_is_503_with_retry_after() {
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
 }
+
+#[actix_web::test]
+async fn the_root_sends_browsers_to_the_docs_and_programs_to_links() {
+    let app = TestApp::spawn().await;
+    let client = app.anonymous();
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    // A browser's request, without following the redirect.
+    let res = awc::Client::builder()
+        .disable_redirects()
+        .finish()
+        .get(format!("{}/", app.address))
+        .insert_header(("accept", browser))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers().get("location").unwrap(), "/docs/");
+
+    for accept in [
+        None,
+        Some("application/json"),
+        Some("*/*"),
+        Some("text/html;q=0.1, application/json"),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let res = client
+            .send(actix_web::http::Method::GET, "/", None, &headers)
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{accept:?}");
+        assert_eq!(res.body["links"]["docs"], "/docs/");
+        assert_eq!(res.body["links"]["openapi"], "/api/v1/openapi.json");
+        assert_eq!(res.body["version"], env!("CARGO_PKG_VERSION"));
+        // Each link answers.
+        for link in ["/api/v1/openapi.json", "/health"] {
+            assert_eq!(client.get(link).await.status, StatusCode::OK, "{link}");
+        }
+    }
+}
+
+/// libpq is built into the binary with OpenSSL (pq-sys `bundled`): `sslmode=require` reaches
+/// PostgreSQL over TLS. Runs with `TEST_DATABASE_URL` (CI's cluster has a self-signed
+/// certificate, `.ci/start-postgres`); SQLite runs say so and pass.
+#[test]
+fn postgres_connections_use_tls_with_sslmode_require() {
+    use diesel::prelude::*;
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!(
+            "postgres_connections_use_tls_with_sslmode_require: no TEST_DATABASE_URL, not run"
+        );
+        return;
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Ssl {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ssl: bool,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let mut conn = diesel::PgConnection::establish(&format!("{url}{separator}sslmode=require"))
+        .expect("sslmode=require connects (the server must have TLS on)");
+    let row: Ssl = diesel::sql_query(
+        "SELECT ssl, coalesce(version, '') AS version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert!(row.ssl, "the connection is not encrypted");
+    assert!(row.version.starts_with("TLS"), "{}", row.version);
+    // And the service's own pool takes the same URL.
+    let db = medlabel::db::Db::connect_with(
+        &format!("{url}{separator}sslmode=require"),
+        1,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(db.get().is_ok());
+}

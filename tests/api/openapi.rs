@@ -407,3 +407,75 @@ async fn integers_are_taken_as_json_schema_counts_them() {
         );
     }
 }
+
+#[test]
+fn schemas_carry_the_contract_names_and_pages_reference_their_items() {
+    let doc: Value = serde_json::from_str(&medlabel::openapi::openapi_json()).unwrap();
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for entity in [
+        "Image",
+        "User",
+        "Label",
+        "Disease",
+        "Code",
+        "Dataset",
+        "Event",
+        "Patient",
+        "Annotation",
+    ] {
+        assert!(schemas.contains_key(entity), "no schema {entity}");
+    }
+    // No Rust names: no `...Response` entity, no generic instance, no std type.
+    for name in schemas.keys() {
+        assert!(
+            name == "LoginResponse" || !name.ends_with("Response"),
+            "Rust name {name}"
+        );
+        assert!(
+            !name.contains('_') && !name.contains("Map"),
+            "Rust name {name}"
+        );
+    }
+    let pages: Vec<&String> = schemas.keys().filter(|n| n.ends_with("Page")).collect();
+    assert!(pages.len() >= 8, "{pages:?}");
+    for page in pages {
+        let item = page.strip_suffix("Page").unwrap();
+        assert_eq!(
+            schemas[page]["properties"]["items"]["items"],
+            serde_json::json!({"$ref": format!("#/components/schemas/{item}")}),
+            "{page}"
+        );
+    }
+    // Every `$ref` resolves; integer formats are standard ones.
+    let text = doc.to_string();
+    for target in text.split("\"#/components/schemas/").skip(1) {
+        let name = target.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "dangling $ref {name}");
+    }
+    assert!(!text.contains("u-int"), "non-standard integer format");
+
+    // Each problem response shows an example of its own status.
+    let mut seen = std::collections::BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(content) = response["content"].get("application/problem+json") else {
+                    continue;
+                };
+                let example = &content["example"];
+                assert_eq!(
+                    example["status"].to_string(),
+                    *status,
+                    "{status}: {example}"
+                );
+                assert!(example["type"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("urn:medlabel:problem/"));
+                seen.insert(status.clone());
+            }
+        }
+    }
+    assert!(seen.len() >= 10, "{seen:?}");
+}

@@ -21,17 +21,17 @@ from medlabel_client.api.patients import list_patients, list_subjects
 from medlabel_client.api.service import health
 from medlabel_client.models import (
     AssignLabelRequest,
-    CreatedTokenResponse,
+    CreatedToken,
     CreateLabelRequest,
     CreateTokenRequest,
     Health,
-    ImageResponse,
-    LabelAssignmentResponse,
-    LabelResponse,
+    Image,
+    LabelAssignment,
+    Label,
     LoginRequest,
     LoginResponse,
     UploadImageForm,
-    UserResponse,
+    User,
 )
 from medlabel_client.types import File
 
@@ -60,27 +60,27 @@ def main() -> None:
     logged_in = expect(login.sync_detailed(client=anonymous, body=LoginRequest(username=username, password=password)), 200, LoginResponse)
     assert "admin" in logged_in.user.roles
     # The session cookie now rides on this client; make an API token with it.
-    token = expect(create_token.sync_detailed(client=anonymous, body=CreateTokenRequest(name="python client")), 201, CreatedTokenResponse)
+    token = expect(create_token.sync_detailed(client=anonymous, body=CreateTokenRequest(name="python client")), 201, CreatedToken)
 
     client = AuthenticatedClient(base_url=base, token=token.token, raise_on_unexpected_status=True)
-    me = expect(get_me.sync_detailed(client=client), 200, UserResponse)
+    me = expect(get_me.sync_detailed(client=client), 200, User)
     assert me.username == username
 
     data = png()
     form = UploadImageForm(file=File(payload=io.BytesIO(data), file_name="client.png", mime_type="image/png"), description="from the generated client")
-    image = expect(upload_image.sync_detailed(client=client, body=form), 201, ImageResponse)
+    image = expect(upload_image.sync_detailed(client=client, body=form), 201, Image)
     assert image.content_type == "image/png" and image.size_bytes == len(data)
-    expect(get_image.sync_detailed(id=image.id, client=client), 200, ImageResponse)
+    expect(get_image.sync_detailed(id=image.id, client=client), 200, Image)
     downloaded = download_image.sync_detailed(id=image.id, client=client)
     assert downloaded.status_code == 200 and downloaded.content == data, "download round trip"
     page = expect(list_images.sync_detailed(client=client, limit=10), 200)
     assert any(item.id == image.id for item in page.items)
 
-    label = expect(create_label.sync_detailed(client=client, body=CreateLabelRequest(name=f"Client finding {uuid.uuid4().hex[:8]}")), 201, LabelResponse)
+    label = expect(create_label.sync_detailed(client=client, body=CreateLabelRequest(name=f"Client finding {uuid.uuid4().hex[:8]}")), 201, Label)
     assigned = expect(
         assign_label.sync_detailed(id=image.id, client=client, body=AssignLabelRequest(label_id=label.id, note="generated client")),
         201,
-        LabelAssignmentResponse,
+        LabelAssignment,
     )
     assert assigned.label.id == label.id
 
@@ -90,6 +90,10 @@ def main() -> None:
     assert all(e.entity_id == image.id and e.schema_version == 2 for e in history.items)
     assert history.items[1].snapshot.additional_properties["labels"][0]["label"]["id"] == label.id
 
+    # A list's items are the same class as a single read (the page schema references it).
+    listed = expect(list_images.sync_detailed(client=client, limit=5), 200)
+    assert listed.items and all(isinstance(i, Image) for i in listed.items), type(listed.items[0])
+
     patients = expect(list_patients.sync_detailed(client=client, limit=5), 200)
     subjects = expect(list_subjects.sync_detailed(client=client, limit=5), 200)
     assert isinstance(patients.items, list) and isinstance(subjects.items, list)
@@ -98,7 +102,7 @@ def main() -> None:
     assert events.status_code == 200, events.content[:300]
     assert len(events.parsed.items) == 5 and events.parsed.next_cursor
     assert all(e.method and e.path.startswith("/api/v1/") and e.status for e in events.parsed.items)
-    print("generated Python client: 14 calls answered and parsed")
+    print("generated Python client: 15 calls answered and parsed")
 
 
 if __name__ == "__main__":
