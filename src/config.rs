@@ -50,6 +50,7 @@ pub const VARIABLES: &[Variable] = &[
     var("MEDLABEL_INSECURE_COOKIES", "0", "1: cookie `medlabel` without Secure (plain-HTTP development only)"),
     var("MEDLABEL_TRUSTED_PROXIES", "none", "comma-separated addresses/CIDRs whose forwarding headers are believed"),
     var("MEDLABEL_CORS_ORIGINS", "none (CORS off)", "comma-separated allowed origins"),
+    var("MEDLABEL_METRICS_TOKEN", "none (/metrics off)", "16+ characters: GET /metrics (Prometheus text) answers with Authorization: Bearer <this>"),
     var("MEDLABEL_DB_POOL_SIZE", "2 x CPUs, at least 4", "database connections per instance"),
     var("MEDLABEL_DB_BUSY_TIMEOUT_MS", "10000", "SQLite: how long a write waits for another process's lock before answering 503"),
     var("MEDLABEL_DB_STATEMENT_TIMEOUT_MS", "10000", "longest database work of one request (0: no limit); beyond it 503"),
@@ -116,6 +117,8 @@ pub struct Settings {
     pub insecure_cookies: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub cors_origins: Vec<String>,
+    /// The bearer token `GET /metrics` requires; `None`: the endpoint answers 404.
+    pub metrics_token: Option<Secret<String>>,
     pub db_pool_size: u32,
     /// SQLite's `busy_timeout`: how long a statement waits for a lock held by another process.
     pub db_busy_timeout_ms: u64,
@@ -227,6 +230,13 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let metrics_token = get("MEDLABEL_METRICS_TOKEN")?.filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError(
+                "MEDLABEL_METRICS_TOKEN must be at least 16 characters".into(),
+            ));
+        }
+
         let cors_origins = list(get("MEDLABEL_CORS_ORIGINS")?);
         if let Some(bad) = cors_origins
             .iter()
@@ -282,6 +292,7 @@ impl Settings {
             )?,
             trusted_proxies,
             cors_origins,
+            metrics_token: metrics_token.map(Secret),
             db_pool_size: number(
                 get("MEDLABEL_DB_POOL_SIZE")?,
                 "MEDLABEL_DB_POOL_SIZE",

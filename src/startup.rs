@@ -126,6 +126,8 @@ pub fn build_server(
     let trusted_proxies = web::Data::new(client_ip::TrustedProxies(
         state.settings.trusted_proxies.clone(),
     ));
+    // The recorder exists before the first request is counted.
+    crate::telemetry::metrics();
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(DbSessionStore::new(data.db.clone()), key.clone())
@@ -181,6 +183,7 @@ pub fn build_server(
             )
             .service(web::resource("/").route(web::get().to(api::root::root)))
             .service(web::resource("/health").route(web::get().to(api::health::health)))
+            .service(web::resource("/metrics").route(web::get().to(api::metrics::metrics)))
             // The document, byte for byte what `medlabel openapi` prints and
             // `openapi/openapi.json` holds; and Swagger UI from the binary (no CDN) reading it.
             .service(
@@ -213,6 +216,7 @@ pub fn build_server(
             .wrap(from_fn(request_id::assign_request_id))
             .wrap(from_fn(canonical_path::canonicalise))
             .wrap(from_fn(security_headers::security_headers))
+            .wrap(from_fn(crate::middleware::metrics::record))
     })
     .listen(listener)?;
     if let Some(workers) = workers {

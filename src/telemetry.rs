@@ -21,6 +21,46 @@ pub fn init(settings: &Settings) {
     };
 }
 
+/// Metric names (Prometheus conventions: base units, `_total` for counters).
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const AUDIT_EVENTS_PER_COMMIT: &str = "medlabel_audit_events_per_commit";
+pub const UPLOAD_BYTES: &str = "medlabel_upload_bytes_total";
+pub const DOWNLOAD_BYTES: &str = "medlabel_download_bytes_total";
+pub const DEIDENTIFIED_COPIES: &str = "medlabel_deidentified_copies_total";
+
+/// The process-wide Prometheus recorder (`metrics` facade), installed on first use; its
+/// handle renders the exposition format. Histogram buckets: request durations from 0.5 ms to
+/// 10 s, events per commit from 1 to 512.
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(HTTP_DURATION.into()),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(AUDIT_EVENTS_PER_COMMIT.into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+            })
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was installed already; /metrics stays empty");
+        }
+        handle
+    })
+}
+
 tokio::task_local! {
     static REQUEST_ID: uuid::Uuid;
 }

@@ -14,6 +14,7 @@ pub mod health;
 pub mod history;
 pub mod images;
 pub mod labels;
+pub mod metrics;
 pub mod pagination;
 pub mod patients;
 pub mod responses;

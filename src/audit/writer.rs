@@ -78,6 +78,11 @@ impl AuditLog {
     pub fn stats(&self) -> &AuditStats {
         &self.stats
     }
+
+    /// Events queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        QUEUE - self.queue.capacity()
+    }
 }
 
 /// The writer loop: take what has arrived, commit it at once, release the waiters; every 10 s
@@ -101,6 +106,7 @@ fn run_writer(db: Db, mut rx: mpsc::Receiver<Pending>, stats: Arc<AuditStats>) {
         rows.extend(batch.iter().map(|p| p.event.clone()));
         let written = write_batch(&db, &rows);
         stats.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!(crate::telemetry::AUDIT_EVENTS_PER_COMMIT).record(rows.len() as f64);
         let counter = if written {
             &stats.events
         } else {

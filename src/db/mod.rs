@@ -151,6 +151,30 @@ impl ManageConnection for ConnectionManager {
 pub type DbPool = Pool<ConnectionManager>;
 pub type PooledDb = PooledConnection<ConnectionManager>;
 
+/// A snapshot of a [`Db`]'s pool (see [`Db::pool_state`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+    pub waiting: usize,
+}
+
+/// Counts a request waiting for a connection while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The pool handed to handlers. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -160,6 +184,8 @@ pub struct Db {
     /// fairly in async land instead of piling up blocking threads on the pool's condvar, where
     /// wake-ups are unordered and some requests starve.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a permit now (for `/metrics`).
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The health probe's last outcome.
     health: crate::probe::ProbeCache,
     /// How long one [`Db::run`] may keep the database busy (`None`: no limit).
@@ -219,6 +245,7 @@ impl Db {
             pool,
             backend,
             permits,
+            waiting: Default::default(),
             health: Default::default(),
             statement_timeout,
         })
@@ -226,6 +253,16 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The pool now: connections in use, idle connections, and requests waiting for one.
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// A connection for synchronous callers (CLI, startup). Handlers use [`Db::run`].
@@ -249,11 +286,13 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let permit =
+        let permit = {
+            let _waiting = Waiting::enter(&self.waiting);
             tokio::time::timeout(Duration::from_secs(5), self.permits.clone().acquire_owned())
                 .await
                 .map_err(|_| DbError::Busy)?
-                .map_err(|e| DbError::Blocking(e.to_string()))?;
+                .map_err(|e| DbError::Blocking(e.to_string()))?
+        };
         let pool = self.pool.clone();
         let limit = self.statement_timeout;
         actix_web::web::block(move || {

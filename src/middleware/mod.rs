@@ -1,5 +1,6 @@
 //! The HTTP layers around every request, outermost first (assembled in `startup`):
 //!
+//! 0. `metrics`: requests counted and timed by method, route template and status;
 //! 1. `security_headers`: the contract's security headers on every response;
 //! 2. `canonical_path`: the one form of the path that routing, audit and logs use (or a
 //!    refusal: a path that is not UTF-8, a query holding NUL);
@@ -15,6 +16,7 @@
 
 pub mod canonical_path;
 pub mod client_ip;
+pub mod metrics;
 pub mod problem;
 pub mod request_id;
 pub mod security_headers;

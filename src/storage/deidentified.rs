@@ -284,6 +284,8 @@ async fn build(
     writer.finish().await?;
     let location = revision_folder(&source.object_key).join(sha256.as_str());
     store.rename(&building, &location).await?;
+    // `telemetry::DEIDENTIFIED_COPIES` (telemetry shares this module's layer row).
+    metrics::counter!("medlabel_deidentified_copies_total").increment(1);
     remove_stale(store.as_ref(), &source.object_key).await;
     Ok(StoredCopy {
         location,

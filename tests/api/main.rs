@@ -15,6 +15,7 @@ mod events;
 mod hardening;
 mod health;
 mod images;
+mod metrics;
 mod migrations;
 mod openapi;
 mod patients;

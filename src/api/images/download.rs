@@ -178,8 +178,10 @@ pub async fn download_image(
         ..Default::default()
     };
     let result = state.storage.store().get_opts(&location, options).await?;
+    let sent = metrics::counter!(crate::telemetry::DOWNLOAD_BYTES);
     let stream = result
         .into_stream()
+        .inspect_ok(move |chunk| sent.increment(chunk.len() as u64))
         .map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string()));
     let mut res = match range {
         Some((start, end)) => {

@@ -137,6 +137,7 @@ pub async fn upload_image(
     let object_key = pending.key().to_string();
     let change = Change::by(&caller);
     let key = state.pseudonym_key.clone();
+    let stored_bytes = file.size;
     let upload = move |conn: &mut crate::db::DbConnection| {
         crate::db::write_transaction(conn, |conn| {
             let belonging = match &file.dicom {
@@ -176,6 +177,7 @@ pub async fn upload_image(
     match result {
         Ok(Uploaded::Created(view, version)) => {
             pending.keep();
+            metrics::counter!(crate::telemetry::UPLOAD_BYTES).increment(stored_bytes);
             Ok(image_answer(view, version, StatusCode::CREATED))
         }
         Ok(Uploaded::Existing(view, version)) => {
