@@ -248,9 +248,11 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 /// admin's password); the first admin is created only once the server is built.
 fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = startup::listen(&settings.bind)?;
-    // Held while serving: `restore` refuses to replace a database a server uses.
-    let _in_use = crate::operator::hold_serve_lock(&settings)?;
     let state = AppState::open(settings)?;
+    // Held while serving: `restore` refuses to replace a database a server uses.
+    let _in_use = crate::operator::hold_serve_lock(&state.settings)?;
+    // Instances starting together on one PostgreSQL take turns until the first admin exists.
+    let startup_turn = state.db.startup_lock()?;
     startup::prepare(&state)?;
     let imported = crate::codesets::import_bundled_if_absent(&mut *state.db.get()?)?;
     for (system, added) in &imported {
@@ -262,6 +264,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build_on(listener, state.clone(), |_| {})?;
         ensure_first_admin(&state)?;
+        drop(startup_turn);
         // Storage no row references (left by a crash mid-upload): swept now and hourly.
         let sweeper = state.clone();
         actix_web::rt::spawn(async move {
@@ -293,18 +296,23 @@ fn ensure_first_admin(state: &AppState) -> anyhow::Result<()> {
     while users::username_taken(&mut conn, &username)? {
         username = format!("admin-{}", &uuid::Uuid::now_v7().simple().to_string()[26..]);
     }
+    let started = std::time::Instant::now();
     let secret = password::generate_password();
     let hash = password::hash_password(&secret)?;
-    users::insert_user(
-        &mut conn,
-        users::NewUser {
-            username: &username,
-            password_hash: &hash,
-            full_name: None,
-            email: None,
-            roles: &[Role::Admin],
-        },
-    )?;
+    crate::db::write_transaction(&mut conn, |conn| {
+        let user = users::insert_user(
+            conn,
+            users::NewUser {
+                username: &username,
+                password_hash: &hash,
+                full_name: None,
+                email: None,
+                roles: &[Role::Admin],
+            },
+        )?;
+        let event = crate::operator::command_event("serve (first admin)", &user, started);
+        crate::models::events::insert_event_in_change(conn, &event)
+    })?;
     println!("Created the first admin. Keep these credentials now; they are not shown again.");
     println!("  username: {username}");
     println!("  password: {secret}");
@@ -329,17 +337,23 @@ fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result<()> {
     if users::username_taken(&mut conn, &args.username)? {
         anyhow::bail!("username {:?} is taken", args.username);
     }
+    let started = std::time::Instant::now();
     let hash = password::hash_password(&secret)?;
-    let user = users::insert_user(
-        &mut conn,
-        users::NewUser {
-            username: &args.username,
-            password_hash: &hash,
-            full_name: args.full_name.as_deref(),
-            email: args.email.as_deref(),
-            roles: &roles,
-        },
-    )?;
+    let user = crate::db::write_transaction(&mut conn, |conn| {
+        let user = users::insert_user(
+            conn,
+            users::NewUser {
+                username: &args.username,
+                password_hash: &hash,
+                full_name: args.full_name.as_deref(),
+                email: args.email.as_deref(),
+                roles: &roles,
+            },
+        )?;
+        let event = crate::operator::command_event("create-user", &user, started);
+        crate::models::events::insert_event_in_change(conn, &event)?;
+        diesel::QueryResult::Ok(user)
+    })?;
     let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
     if args.json {
         let out = serde_json::json!({

@@ -37,7 +37,7 @@ const fn var(name: &'static str, default: &'static str, meaning: &'static str) -
 /// Every variable the service reads (besides `AWS_*` for S3 storage, read by `object_store`).
 pub const VARIABLES: &[Variable] = &[
     var("DATABASE_URL", "sqlite://medlabel.db", "sqlite://PATH or postgres://... (libpq parameters such as sslmode=require work)"),
-    var("STORAGE_URL", "file://./data/objects", "file://DIR, s3://bucket/prefix (AWS_* variables: credentials, region, AWS_ENDPOINT_URL) or memory://"),
+    var("STORAGE_URL", "file://./data/objects", "file://DIR, s3://bucket/prefix (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT for other S3 servers) or memory://"),
     var("MEDLABEL_BIND", "127.0.0.1:8080", "listen address (host:port)"),
     var("MEDLABEL_DATA_DIR", "./data", "where generated session and pseudonym keys are kept"),
     var("MEDLABEL_SESSION_KEY", "generated", "64+ random bytes, base64: signs and encrypts cookies; the same on every instance"),
@@ -50,7 +50,7 @@ pub const VARIABLES: &[Variable] = &[
     var("MEDLABEL_INSECURE_COOKIES", "0", "1: cookie `medlabel` without Secure (plain-HTTP development only)"),
     var("MEDLABEL_TRUSTED_PROXIES", "none", "comma-separated addresses/CIDRs whose forwarding headers are believed"),
     var("MEDLABEL_CORS_ORIGINS", "none (CORS off)", "comma-separated allowed origins"),
-    var("MEDLABEL_METRICS_TOKEN", "none (/metrics off)", "16+ characters: GET /metrics (Prometheus text) answers with Authorization: Bearer <this>"),
+    var("MEDLABEL_METRICS_TOKEN", "none (/metrics off)", "16+ characters, no spaces: GET /metrics (Prometheus text) answers with Authorization: Bearer <this>"),
     var("MEDLABEL_DB_POOL_SIZE", "2 x CPUs, at least 4", "database connections per instance"),
     var("MEDLABEL_DB_BUSY_TIMEOUT_MS", "10000", "SQLite: how long a write waits for another process's lock before answering 503"),
     var("MEDLABEL_DB_STATEMENT_TIMEOUT_MS", "10000", "longest database work of one request (0: no limit); beyond it 503"),
@@ -231,9 +231,12 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
 
         let metrics_token = get("MEDLABEL_METRICS_TOKEN")?.filter(|t| !t.is_empty());
-        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+        if metrics_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16 || t.chars().any(char::is_whitespace))
+        {
             return Err(ConfigError(
-                "MEDLABEL_METRICS_TOKEN must be at least 16 characters".into(),
+                "MEDLABEL_METRICS_TOKEN must be at least 16 characters without spaces".into(),
             ));
         }
 

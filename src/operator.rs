@@ -4,8 +4,9 @@
 //!   the server keeps serving and writing), checked with `PRAGMA integrity_check` before it
 //!   takes the output's name. PostgreSQL is backed up with its own tools (`pg_dump`).
 //! - A restore replaces the SQLite file only while no server uses it: every `serve` holds a
-//!   shared `flock(2)` on `<database>.medlabel-lock` for its lifetime (released by the kernel,
-//!   kill -9 included), and restore needs the exclusive lock.
+//!   shared `flock(2)` on the database file itself for its lifetime (released by the kernel,
+//!   kill -9 included; independent of SQLite's own `fcntl` locks), and restore needs the
+//!   exclusive one. A backup never writes over the database or its side files.
 //! - User commands change what the HTTP API would (ending sessions and tokens the same way)
 //!   and write an audit event of method `CLI` (path `medlabel <command>`, the target user in
 //!   `detail`), so the event table shows every account change whoever made it.
@@ -52,24 +53,19 @@ fn sqlite_path(settings: &Settings, postgres_hint: &str) -> anyhow::Result<PathB
     }
 }
 
-fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".medlabel-lock");
-    PathBuf::from(name)
-}
-
 /// A `flock(2)` held until dropped.
-pub struct ServeLock(#[allow(dead_code)] File);
+pub struct ServeLock(#[allow(dead_code)] Option<File>);
 
+/// `flock(2)` on the database file (without blocking); `Some(lock)` when taken, `None` when
+/// another process holds a conflicting one. A database that does not exist yet is used by no
+/// one: `Some` with nothing locked.
 fn flock(database: &Path, exclusive: bool) -> anyhow::Result<Option<ServeLock>> {
     use std::os::fd::AsRawFd as _;
-    let path = lock_path(database);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = match File::open(database) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(ServeLock(None))),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", database.display())),
+    };
     let mode = if exclusive {
         libc::LOCK_EX
     } else {
@@ -77,11 +73,11 @@ fn flock(database: &Path, exclusive: bool) -> anyhow::Result<Option<ServeLock>> 
     };
     // SAFETY: `file` is an open descriptor for the whole call.
     let taken = unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } == 0;
-    Ok(taken.then_some(ServeLock(file)))
+    Ok(taken.then_some(ServeLock(Some(file))))
 }
 
-/// Taken by `serve` on SQLite: shared with other instances, refused while a restore runs.
-/// `None` on PostgreSQL.
+/// Taken by `serve` on SQLite once the database file exists: shared with other instances,
+/// refused while a restore runs. `None` on PostgreSQL.
 pub fn hold_serve_lock(settings: &Settings) -> anyhow::Result<Option<ServeLock>> {
     let Ok(DatabaseUrl::Sqlite(path)) = DatabaseUrl::parse(&settings.database_url.0) else {
         return Ok(None);
@@ -111,9 +107,27 @@ struct Count {
     n: i64,
 }
 
+/// Opens a database file read-only (an SQLite URI, RFC 3986 percent-encoded path): checking a
+/// backup neither creates a missing file nor changes the backup.
+fn sqlite_read_only(path: &Path) -> anyhow::Result<SqliteConnection> {
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b'?')
+        .add(b'#')
+        .add(b'%')
+        .add(b' ');
+    if !path.is_file() {
+        bail!("there is no file {}", path.display());
+    }
+    let absolute = std::fs::canonicalize(path)?;
+    let absolute = absolute.to_string_lossy();
+    let encoded = percent_encoding::utf8_percent_encode(&absolute, PATH);
+    SqliteConnection::establish(&format!("file:{encoded}?mode=ro"))
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// `PRAGMA integrity_check` must answer `ok`; then the row count of every table.
 fn check_copy(path: &Path) -> anyhow::Result<Vec<(String, i64)>> {
-    let mut conn = sqlite(path)?;
+    let mut conn = sqlite_read_only(path)?;
     let verdict: Vec<Name> =
         diesel::sql_query("SELECT integrity_check AS name FROM pragma_integrity_check")
             .load(&mut conn)?;
@@ -156,6 +170,67 @@ fn sync_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses an output that is the database or one of its side files (`-wal`, `-shm`,
+/// `-journal`): writing a backup there would destroy the database.
+fn refuse_live_files(database: &Path, output: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let resolved = |p: &Path| -> Option<PathBuf> {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+    };
+    let out = resolved(output);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let live = PathBuf::from(name);
+        let same_file = identity(output).is_some() && identity(output) == identity(&live);
+        if same_file || (out.is_some() && out == resolved(&live)) {
+            bail!(
+                "the output {} is the live database{}; choose another file",
+                output.display(),
+                if suffix.is_empty() {
+                    ""
+                } else {
+                    "'s side file"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes partial files of earlier backups to `target` that were cut off (killed) over an
+/// hour ago.
+fn remove_stale_partials(target: &Path) {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.partial-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if old && entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// A path beside `target` for a file being written.
 fn partial_beside(target: &Path) -> PathBuf {
     let name = target
@@ -178,6 +253,15 @@ pub fn backup(settings: &Settings, output: &Path) -> anyhow::Result<CopyReport> 
     if !database.exists() {
         bail!("there is no database at {}", database.display());
     }
+    refuse_live_files(&database, output)?;
+    let directory = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !directory.is_dir() {
+        bail!("there is no directory {}", directory.display());
+    }
+    remove_stale_partials(output);
     let partial = partial_beside(output);
     let copied = (|| {
         let mut conn = sqlite(&database)?;
@@ -185,6 +269,12 @@ pub fn backup(settings: &Settings, output: &Path) -> anyhow::Result<CopyReport> 
             .bind::<Text, _>(partial.to_string_lossy().into_owned())
             .execute(&mut conn)
             .context("copying the database (VACUUM INTO)")?;
+        // A copy of patient data: readable by its owner only, whatever the umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
+        }
         let tables = check_copy(&partial)?;
         File::open(&partial)?.sync_all()?;
         std::fs::rename(&partial, output)
@@ -258,7 +348,7 @@ pub fn restore(settings: &Settings, input: &Path) -> anyhow::Result<CopyReport> 
 
 /// An audit event for a command run by an operator: method `CLI`, path `medlabel <command>`,
 /// no caller (`auth` `none`), the target user's id and name in `detail`.
-fn command_event(command: &str, user: &users::User, started: Instant) -> NewEvent {
+pub fn command_event(command: &str, user: &users::User, started: Instant) -> NewEvent {
     let id = uuid::Uuid::now_v7().to_string();
     NewEvent {
         uuid: id.clone(),
@@ -320,6 +410,8 @@ pub fn reset_password(
             },
         )?;
         sessions::delete_user_sessions(conn, user.id)?;
+        // A helpdesk reset is for a user who could not log in: failed logins no longer count.
+        crate::auth::throttle::record_success(conn, &user.username)?;
         events::insert_event_in_change(conn, &command_event("reset-password", &user, started))?;
         diesel::QueryResult::Ok(user)
     })?;
@@ -333,6 +425,9 @@ pub fn deactivate_user(settings: &Settings, username: &str) -> anyhow::Result<us
     let db = open_db(settings)?;
     let mut conn = db.get()?;
     let user = find_user(&mut conn, username)?;
+    if !user.is_active {
+        bail!("{username} is deactivated already");
+    }
     let user = crate::db::write_transaction(&mut conn, |conn| {
         let user = users::update_user(
             conn,

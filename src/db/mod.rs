@@ -159,6 +159,24 @@ pub struct PoolState {
     pub waiting: usize,
 }
 
+/// See [`Db::startup_lock`].
+pub struct StartupLock(StartupHold);
+
+enum StartupHold {
+    Postgres(PooledDb),
+    /// Closing the file releases the lock.
+    File(#[allow(dead_code)] std::fs::File),
+}
+
+impl Drop for StartupLock {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection as _;
+        if let StartupHold::Postgres(conn) = &mut self.0 {
+            let _ = conn.batch_execute("SELECT pg_advisory_unlock(7277017)");
+        }
+    }
+}
+
 /// Counts a request waiting for a connection while it lives.
 struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -184,6 +202,8 @@ pub struct Db {
     /// fairly in async land instead of piling up blocking threads on the pool's condvar, where
     /// wake-ups are unordered and some requests starve.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The SQLite file (`None` on PostgreSQL).
+    sqlite_path: Option<std::path::PathBuf>,
     /// Requests waiting for a permit now (for `/metrics`).
     waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The health probe's last outcome.
@@ -215,6 +235,10 @@ impl Db {
         statement_timeout: Option<Duration>,
     ) -> anyhow::Result<Self> {
         let url = DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("DATABASE_URL {e}"))?;
+        let sqlite_path = match &url {
+            DatabaseUrl::Sqlite(path) => Some(std::path::PathBuf::from(path)),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let backend = match &url {
             DatabaseUrl::Postgres(_) => Backend::Postgres,
             DatabaseUrl::Sqlite(path) => {
@@ -245,6 +269,7 @@ impl Db {
             pool,
             backend,
             permits,
+            sqlite_path,
             waiting: Default::default(),
             health: Default::default(),
             statement_timeout,
@@ -263,6 +288,37 @@ impl Db {
             idle: state.idle_connections,
             waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Serialises the start-up steps after migrating (groups, code systems, the bundled code
+    /// lists, the first admin) among instances that start together on one database, until
+    /// the guard drops: on PostgreSQL a session advisory lock held by one connection; on
+    /// SQLite an exclusive `flock(2)` on `<database>.startup-lock` beside it (waited for).
+    /// Each step checks before it writes, so the instance that waits finds the work done.
+    pub fn startup_lock(&self) -> anyhow::Result<StartupLock> {
+        use diesel::connection::SimpleConnection as _;
+        if let Some(path) = &self.sqlite_path {
+            use std::os::fd::AsRawFd as _;
+            let mut name = path.as_os_str().to_owned();
+            name.push(".startup-lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(std::path::PathBuf::from(name))
+                .context("opening the start-up lock file")?;
+            // SAFETY: `file` is an open descriptor for the whole call.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                anyhow::bail!(
+                    "taking the start-up lock: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            return Ok(StartupLock(StartupHold::File(file)));
+        }
+        let mut conn = self.get()?;
+        conn.batch_execute("SELECT pg_advisory_lock(7277017)")?;
+        Ok(StartupLock(StartupHold::Postgres(conn)))
     }
 
     /// A connection for synchronous callers (CLI, startup). Handlers use [`Db::run`].

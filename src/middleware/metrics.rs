@@ -1,6 +1,7 @@
 //! The metrics layer (outermost): counts every request and observes its duration, labelled by
 //! method, route template (`/api/v1/images/{id}`, never the raw path, so the number of series
-//! stays bounded; `unmatched` for paths no route serves) and status.
+//! stays bounded; `unmatched` for paths no route serves; `other` for methods outside RFC 9110)
+//! and status.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,7 +14,13 @@ pub async fn record<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Only the methods of RFC 9110 (and PATCH) become labels: a client inventing methods must
+    // not grow the number of series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE"
+        | "CONNECT") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let route = req.match_pattern();
     let outcome = next.call(req).await;
     let status = match &outcome {

@@ -553,8 +553,18 @@ fn help_names_every_setting_and_describes_every_option() {
 /// Starts `serve` on a free port; returns the server, its address and the first admin's
 /// credentials (when it created one).
 fn start_serve(dir: &std::path::Path, url: &str) -> (Server, String, Option<(String, String)>) {
+    start_serve_with(dir, url, &[])
+}
+
+/// [`start_serve`] with more environment variables.
+fn start_serve_with(
+    dir: &std::path::Path,
+    url: &str,
+    env: &[(&str, &str)],
+) -> (Server, String, Option<(String, String)>) {
     let mut child = medlabel(dir, url)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("MEDLABEL_BIND", "127.0.0.1:0")
         .env("MEDLABEL_DATA_DIR", dir.join("data"))
         .env("MEDLABEL_CODE_INDEX", "off")
@@ -727,6 +737,13 @@ async fn backup_under_write_load_restores_every_row_and_refuses_a_running_server
         assert!(ok, "{err}");
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["bytes"], std::fs::metadata(&out).unwrap().len());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "a backup of patient data is readable by others"
+        );
         copies.push(out);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -791,6 +808,27 @@ async fn backup_under_write_load_restores_every_row_and_refuses_a_running_server
         StatusCode::OK
     );
 
+    // A backup never writes over the live database or its side files.
+    let before = std::fs::read(&database).unwrap();
+    for live in ["medlabel.db", "medlabel.db-wal", "./medlabel.db-shm"] {
+        let (ok, _, err) = run(
+            medlabel(dir.path(), &url).args(["backup", "--output", live]),
+            None,
+        );
+        assert!(!ok, "backup onto {live} was accepted");
+        assert!(err.contains("live database"), "{err}");
+    }
+    assert_eq!(std::fs::read(&database).unwrap(), before);
+    // A mistyped backup path is named, and no file appears there.
+    let missing = dir.path().join("nope.db");
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["restore", "--input", missing.to_str().unwrap()]),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("there is no file"), "{err}");
+    assert!(!missing.exists());
+
     // A file that is not a backup is refused before anything is touched.
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database").unwrap();
@@ -835,6 +873,19 @@ async fn reset_password_and_deactivate_user_end_access_and_are_audited() {
         .as_str()
         .unwrap()
         .to_owned();
+
+    // A user locked out by failed logins is let in again by a reset.
+    let locked = TestClient::new(&address);
+    for _ in 0..10 {
+        locked.login("dr.house", "not the password at all").await;
+    }
+    assert_eq!(
+        locked
+            .login("dr.house", "vicodin and puzzles 1")
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // reset-password --json prints the generated password; the old one and the session end,
     // the token stays (as a password change through the API).
@@ -898,8 +949,20 @@ async fn reset_password_and_deactivate_user_end_access_and_are_audited() {
         .collect();
     assert_eq!(
         paths,
-        ["medlabel deactivate-user", "medlabel reset-password"]
+        [
+            "medlabel deactivate-user",
+            "medlabel reset-password",
+            "medlabel serve (first admin)",
+            "medlabel create-user",
+        ]
     );
+    // Deactivating twice says so and writes nothing more.
+    let (ok, _, err) = run(
+        medlabel(dir.path(), &url).args(["deactivate-user", "dr.house"]),
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("deactivated already"), "{err}");
     assert!(!events.text.contains(&new_password));
 
     // Unknown users are named.
@@ -909,4 +972,38 @@ async fn reset_password_and_deactivate_user_end_access_and_are_audited() {
     );
     assert!(!ok);
     assert!(err.contains("no user \"nobody\""), "{err}");
+}
+
+#[actix_web::test]
+async fn instances_starting_together_on_a_fresh_database_both_serve_with_one_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path());
+    let starts: Vec<_> = (0..2)
+        .map(|n| {
+            // Separate working directories (data dirs), one database and the shared keys a
+            // deployment gives every instance.
+            let (work, url) = (dir.path().join(format!("i{n}")), url.clone());
+            std::fs::create_dir_all(&work).unwrap();
+            std::thread::spawn(move || {
+                let keys = [
+                    ("MEDLABEL_PSEUDONYM_KEY", "c2hhcmVkIHBzZXVkb255bSBrZXkgb2YgdGhlIHRlc3QhIQ=="),
+                    ("MEDLABEL_SESSION_KEY", "c2hhcmVkIHNlc3Npb24ga2V5IG9mIHRoZSB0ZXN0LCBzaXh0eS1mb3VyIGJ5dGVzIGxvbmcsIGF0IGxlYXN0ISEhIQ=="),
+                ];
+                start_serve_with(&work, &url, &keys)
+            })
+        })
+        .collect();
+    let servers: Vec<_> = starts
+        .into_iter()
+        .map(|s| s.join().expect("both instances start"))
+        .collect();
+    let admins: Vec<_> = servers
+        .iter()
+        .filter_map(|(_, _, admin)| admin.clone())
+        .collect();
+    assert_eq!(admins.len(), 1, "{admins:?}");
+    for (_, address, _) in &servers {
+        let client = TestClient::new(address);
+        assert_eq!(client.get("/health").await.status, StatusCode::OK);
+    }
 }

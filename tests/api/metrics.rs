@@ -122,6 +122,11 @@ async fn metrics_need_their_token_and_count_requests_audit_pool_and_bytes() {
         .await;
     assert_eq!(copy.status, StatusCode::OK);
     doctor.get("/no/such/path/123").await;
+    // Invented methods are all `other`.
+    for method in ["X0001", "X0002"] {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        doctor.send(m, "/api/v1/auth/me", None, &[]).await;
+    }
     let after = scrape(&app).await;
 
     let me = [
@@ -144,6 +149,10 @@ async fn metrics_need_their_token_and_count_requests_audit_pool_and_bytes() {
         .get("route")
         .is_some_and(|r| r.contains(id) || r.contains("123"))));
     assert!(value(&after, "http_requests_total", &[("route", "unmatched")]) >= 1.0);
+    assert!(value(&after, "http_requests_total", &[("method", "other")]) >= 2.0);
+    assert!(after
+        .iter()
+        .all(|(_, l, _)| !l.get("method").is_some_and(|m| m.starts_with('X'))));
 
     let size = image["size_bytes"].as_f64().unwrap();
     assert!(
