@@ -249,11 +249,12 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = startup::listen(&settings.bind)?;
     let state = AppState::open(settings)?;
-    // Held while serving: `restore` refuses to replace a database a server uses.
-    let _in_use = crate::operator::hold_serve_lock(&state.settings)?;
-    // Instances starting together on one PostgreSQL take turns until the first admin exists.
+    // Instances starting together on one database take turns until the first admin exists.
     let startup_turn = state.db.startup_lock()?;
     startup::prepare(&state)?;
+    // Held while serving (the SQLite file exists once migrated): `restore` refuses to replace
+    // a database a server uses.
+    let _in_use = crate::operator::hold_serve_lock(&state.settings)?;
     let imported = crate::codesets::import_bundled_if_absent(&mut *state.db.get()?)?;
     for (system, added) in &imported {
         tracing::info!(system, added, "loaded the bundled code list");
