@@ -550,6 +550,22 @@ fn help_names_every_setting_and_describes_every_option() {
     }
 }
 
+/// `medlabel create-user` with one role and a password on standard input; must succeed.
+fn create_user(dir: &std::path::Path, url: &str, username: &str, role: &str, password: &str) {
+    let (ok, _, err) = run(
+        medlabel(dir, url).args([
+            "create-user",
+            "--username",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+        ]),
+        Some(&format!("{password}\n")),
+    );
+    assert!(ok, "create-user {username}: {err}");
+}
+
 /// Starts `serve` on a free port; returns the server, its address and the first admin's
 /// credentials (when it created one).
 fn start_serve(dir: &std::path::Path, url: &str) -> (Server, String, Option<(String, String)>) {
@@ -673,18 +689,13 @@ async fn backup_under_write_load_restores_every_row_and_refuses_a_running_server
         return;
     }
     let database = dir.path().join("medlabel.db");
-    let (ok, _, err) = run(
-        medlabel(dir.path(), &url).args([
-            "create-user",
-            "--username",
-            "curator",
-            "--role",
-            "researcher",
-            "--password-stdin",
-        ]),
-        Some("curating all day 42\n"),
+    create_user(
+        dir.path(),
+        &url,
+        "curator",
+        "researcher",
+        "curating all day 42",
     );
-    assert!(ok, "{err}");
     let (server, address, _) = start_serve(dir.path(), &url);
     let researcher = TestClient::new(&address);
     assert_eq!(
@@ -844,18 +855,13 @@ async fn backup_under_write_load_restores_every_row_and_refuses_a_running_server
 async fn reset_password_and_deactivate_user_end_access_and_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path());
-    let (ok, _, err) = run(
-        medlabel(dir.path(), &url).args([
-            "create-user",
-            "--username",
-            "dr.house",
-            "--role",
-            "doctor",
-            "--password-stdin",
-        ]),
-        Some("vicodin and puzzles 1\n"),
+    create_user(
+        dir.path(),
+        &url,
+        "dr.house",
+        "doctor",
+        "vicodin and puzzles 1",
     );
-    assert!(ok, "{err}");
     let (_server, address, admin) = start_serve(dir.path(), &url);
     let (admin_name, admin_password) = admin.expect("a first admin");
     let doctor = TestClient::new(&address);
