@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, ChangeWriter};
 use crate::code_index::CodeIndex;
 use crate::config::Settings;
 use crate::db::Db;
@@ -15,6 +15,9 @@ pub struct AppState {
     pub storage: Storage,
     pub settings: Arc<Settings>,
     pub audit: AuditLog,
+    /// The group commit of changes: handlers hand their writes to it
+    /// ([`ChangeWriter::write`]).
+    pub changes: ChangeWriter,
     /// The pseudonym key (subject ids); [`crate::startup::prepare`] checks it against the
     /// fingerprint the database records.
     pub pseudonym_key: Arc<PseudonymKey>,
@@ -51,6 +54,16 @@ impl AppState {
             std::time::Duration::from_millis(settings.db_busy_timeout_ms),
         )?;
         let audit = AuditLog::start(audit_db);
+        // The change writer is one thread with a connection of its own, under the same
+        // statement time limit as request handlers.
+        let changes_db = Db::connect_limited(
+            &settings.database_url.0,
+            1,
+            std::time::Duration::from_millis(settings.db_busy_timeout_ms),
+            (settings.db_statement_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(settings.db_statement_timeout_ms)),
+        )?;
+        let changes = ChangeWriter::start(changes_db, Default::default());
         let code_index = CodeIndex::new(settings.code_index);
         let search_fallback = Arc::new(tokio::sync::Semaphore::new(
             (settings.db_pool_size as usize / 4).max(1),
@@ -60,6 +73,7 @@ impl AppState {
             storage,
             settings: Arc::new(settings),
             audit,
+            changes,
             pseudonym_key,
             generated_key_file,
             exports_running: Arc::default(),

@@ -25,13 +25,14 @@ pub fn init(settings: &Settings) {
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const AUDIT_EVENTS_PER_COMMIT: &str = "medlabel_audit_events_per_commit";
+pub const CHANGES_PER_COMMIT: &str = "medlabel_changes_per_commit";
 pub const UPLOAD_BYTES: &str = "medlabel_upload_bytes_total";
 pub const DOWNLOAD_BYTES: &str = "medlabel_download_bytes_total";
 pub const DEIDENTIFIED_COPIES: &str = "medlabel_deidentified_copies_total";
 
 /// The process-wide Prometheus recorder (`metrics` facade), installed on first use; its
 /// handle renders the exposition format. Histogram buckets: request durations from 0.5 ms to
-/// 10 s, events per commit from 1 to 512.
+/// 10 s, events per commit from 1 to 512, changes per commit from 1 to 256.
 pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
@@ -49,6 +50,12 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
                 b.set_buckets_for_metric(
                     Matcher::Full(AUDIT_EVENTS_PER_COMMIT.into()),
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(CHANGES_PER_COMMIT.into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
                 )
             })
             .unwrap_or_else(|_| PrometheusBuilder::new());

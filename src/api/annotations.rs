@@ -155,19 +155,18 @@ pub async fn create_annotation(
     let body = body.into_inner();
     body.validate()?;
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let (response, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let request = AnnotationRequest {
-                    label_id: &body.label_id,
-                    shape: &body.shape,
-                    geometry: &body.geometry,
-                    frame: body.frame.map(|f| i32::try_from(f).unwrap_or(i32::MAX)),
-                    note: body.note.as_deref(),
-                };
-                changes::annotations::create(conn, &caller, &change, &id, &request)
-            })
+        .changes
+        .write(actor, move |conn| {
+            let request = AnnotationRequest {
+                label_id: &body.label_id,
+                shape: &body.shape,
+                geometry: &body.geometry,
+                frame: body.frame.map(|f| i32::try_from(f).unwrap_or(i32::MAX)),
+                note: body.note.as_deref(),
+            };
+            changes::annotations::create(conn, &caller, &change, &id, &request)
         })
         .await?;
     Ok(annotation_answer(response, version, StatusCode::CREATED))
@@ -225,18 +224,17 @@ pub async fn update_annotation(
     let body = body.into_inner();
     body.validate()?;
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let precondition = precondition(&req);
     let (response, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let patch = AnnotationPatch {
-                    label_id: body.label_id.as_deref(),
-                    geometry: body.geometry.as_ref(),
-                    note: body.note.as_ref().map(|n| n.as_deref()),
-                };
-                changes::annotations::update(conn, &caller, &change, &id, &precondition, &patch)
-            })
+        .changes
+        .write(actor, move |conn| {
+            let patch = AnnotationPatch {
+                label_id: body.label_id.as_deref(),
+                geometry: body.geometry.as_ref(),
+                note: body.note.as_ref().map(|n| n.as_deref()),
+            };
+            changes::annotations::update(conn, &caller, &change, &id, &precondition, &patch)
         })
         .await?;
     Ok(annotation_answer(response, version, StatusCode::OK))
@@ -264,13 +262,12 @@ pub async fn delete_annotation(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let precondition = precondition(&req);
     state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                changes::annotations::delete(conn, &caller, &change, &id, &precondition)
-            })
+        .changes
+        .write(actor, move |conn| {
+            changes::annotations::delete(conn, &caller, &change, &id, &precondition)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -282,14 +282,12 @@ async fn create_code(
     let new = NewCode::new(&body.system, &code, body.description.trim(), billable);
     let index = state.code_index.clone();
     let created = state
-        .db
-        .run(move |conn| {
+        .changes
+        .write(caller.actor(), move |conn| {
             codes::ensure_code_systems(conn)?;
-            crate::db::write_transaction(conn, |conn| {
-                let created = changes::codes::create(conn, &change, &new)?;
-                index_on_commit(&index, &created);
-                Ok::<_, ApiError>(created)
-            })
+            let created = changes::codes::create(conn, &change, &new)?;
+            index_on_commit(&index, &created);
+            Ok::<_, ApiError>(created)
         })
         .await?;
     Ok(code_response(created, actix_web::http::StatusCode::CREATED))
@@ -331,7 +329,7 @@ pub(crate) fn index_on_commit(index: &crate::code_index::CodeIndex, code: &Code)
 async fn change_code(
     state: &AppState,
     req: &HttpRequest,
-    change: Change,
+    caller: &CurrentUser,
     path: &(String, String),
     description: Option<String>,
     is_active: Option<bool>,
@@ -339,24 +337,23 @@ async fn change_code(
     let (system, code) = path_code(path)?;
     let precondition = precondition(req);
     let index = state.code_index.clone();
+    let change = Change::by(caller);
     state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let changes = CodeChanges {
-                    description: description.as_deref(),
-                    is_active,
-                };
-                let changed = changes::codes::update(
-                    conn,
-                    &change,
-                    (&system, &code),
-                    &precondition,
-                    &changes,
-                )?;
-                index_on_commit(&index, &changed);
-                Ok::<_, ApiError>(changed)
-            })
+        .changes
+        .write(caller.actor(), move |conn| {
+            let changes = CodeChanges {
+                description: description.as_deref(),
+                is_active,
+            };
+            let changed = changes::codes::update(
+                conn,
+                &change,
+                (&system, &code),
+                &precondition,
+                &changes,
+            )?;
+            index_on_commit(&index, &changed);
+            Ok::<_, ApiError>(changed)
         })
         .await
 }
@@ -389,7 +386,7 @@ async fn update_code(
     let updated = change_code(
         &state,
         &req,
-        Change::by(&caller),
+        &caller,
         &path,
         Some(body.description.trim().to_owned()),
         None,
@@ -419,7 +416,7 @@ async fn delete_code(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    change_code(&state, &req, Change::by(&caller), &path, None, Some(false)).await?;
+    change_code(&state, &req, &caller, &path, None, Some(false)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

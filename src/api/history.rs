@@ -14,7 +14,7 @@ use crate::auth::{Access, CurrentUser, Role};
 use crate::changes::snapshots::Snapshot;
 use crate::changes::vocabulary::TermState;
 use crate::changes::{self, Change};
-use crate::db::{write_transaction, DbConnection};
+use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::history::{Action, EntityType};
 use crate::models::codes::CodeChanges;
@@ -260,69 +260,68 @@ async fn revert(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let index = state.code_index.clone();
     let restored = state
-        .db
-        .run(move |conn| {
-            write_transaction(conn, |conn| {
-                let entry = history::find_entry(conn, &id)?;
-                let entity = EntityType::from_name(&entry.entity_type).ok_or(ApiError::NotFound)?;
-                authorise_revert(conn, &caller, entity, &entry.entity_id)?;
-                if entry.action == Action::Delete.name() {
-                    return Err(ApiError::field("id", "this entry records a deletion; revert to an earlier entry to restore the entity"));
+        .changes
+        .write(actor, move |conn| {
+            let entry = history::find_entry(conn, &id)?;
+            let entity = EntityType::from_name(&entry.entity_type).ok_or(ApiError::NotFound)?;
+            authorise_revert(conn, &caller, entity, &entry.entity_id)?;
+            if entry.action == Action::Delete.name() {
+                return Err(ApiError::field("id", "this entry records a deletion; revert to an earlier entry to restore the entity"));
+            }
+            let uuid = entry.entity_id.as_str();
+            match Snapshot::parse(entity, entry.schema_version, &entry.snapshot)? {
+                Snapshot::Label(s) => {
+                    let state = TermState {
+                        name: s.name,
+                        description: s.description,
+                        is_active: s.is_active,
+                        links: s.diseases.into_iter().map(|d| d.id).collect(),
+                    };
+                    let (response, version) =
+                        changes::vocabulary::revert::<Label>(conn, &change, uuid, &state)?;
+                    Restored::of(response, version)
                 }
-                let uuid = entry.entity_id.as_str();
-                match Snapshot::parse(entity, entry.schema_version, &entry.snapshot)? {
-                    Snapshot::Label(s) => {
-                        let state = TermState {
-                            name: s.name,
-                            description: s.description,
-                            is_active: s.is_active,
-                            links: s.diseases.into_iter().map(|d| d.id).collect(),
-                        };
-                        let (response, version) =
-                            changes::vocabulary::revert::<Label>(conn, &change, uuid, &state)?;
-                        Restored::of(response, version)
-                    }
-                    Snapshot::Disease(s) => {
-                        let state = TermState {
-                            name: s.name,
-                            description: s.description,
-                            is_active: s.is_active,
-                            links: s.codes.into_iter().map(|c| (c.system, c.code)).collect(),
-                        };
-                        let (response, version) =
-                            changes::vocabulary::revert::<Disease>(conn, &change, uuid, &state)?;
-                        Restored::of(response, version)
-                    }
-                    Snapshot::Code(s) => {
-                        let changes = CodeChanges {
-                            description: Some(&s.description),
-                            is_active: Some(s.is_active),
-                        };
-                        let code = changes::codes::revert(
-                            conn,
-                            &change,
-                            uuid,
-                            (&s.system, &s.code),
-                            &changes,
-                        )?;
-                        super::codes::index_on_commit(&index, &code);
-                        let version = code.version;
-                        Restored::of(CodeResponse::from(code), version)
-                    }
-                    Snapshot::Image(s) => {
-                        let (response, version) =
-                            changes::images::revert(conn, &caller, &change, uuid, &s)?;
-                        Restored::of(response, version)
-                    }
-                    Snapshot::Annotation(s) => {
-                        let (response, version) =
-                            changes::annotations::revert(conn, &caller, &change, uuid, &s)?;
-                        Restored::of(response, version)
-                    }
+                Snapshot::Disease(s) => {
+                    let state = TermState {
+                        name: s.name,
+                        description: s.description,
+                        is_active: s.is_active,
+                        links: s.codes.into_iter().map(|c| (c.system, c.code)).collect(),
+                    };
+                    let (response, version) =
+                        changes::vocabulary::revert::<Disease>(conn, &change, uuid, &state)?;
+                    Restored::of(response, version)
                 }
-            })
+                Snapshot::Code(s) => {
+                    let changes = CodeChanges {
+                        description: Some(&s.description),
+                        is_active: Some(s.is_active),
+                    };
+                    let code = changes::codes::revert(
+                        conn,
+                        &change,
+                        uuid,
+                        (&s.system, &s.code),
+                        &changes,
+                    )?;
+                    super::codes::index_on_commit(&index, &code);
+                    let version = code.version;
+                    Restored::of(CodeResponse::from(code), version)
+                }
+                Snapshot::Image(s) => {
+                    let (response, version) =
+                        changes::images::revert(conn, &caller, &change, uuid, &s)?;
+                    Restored::of(response, version)
+                }
+                Snapshot::Annotation(s) => {
+                    let (response, version) =
+                        changes::annotations::revert(conn, &caller, &change, uuid, &s)?;
+                    Restored::of(response, version)
+                }
+            }
         })
         .await?;
     Ok(HttpResponse::Ok()

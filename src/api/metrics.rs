@@ -5,7 +5,10 @@
 //! Series: `http_requests_total` and `http_request_duration_seconds` (histogram) by method,
 //! route template and status; `medlabel_audit_queue_depth`, `medlabel_audit_events_total`,
 //! `medlabel_audit_commits_total`, `medlabel_audit_failures_total` and
-//! `medlabel_audit_events_per_commit` (histogram); `medlabel_db_connections_in_use`,
+//! `medlabel_audit_events_per_commit` (histogram); `medlabel_change_queue_depth`,
+//! `medlabel_changes_total` (by `outcome`: `committed`, `refused`, `failed`),
+//! `medlabel_change_commits_total` and `medlabel_changes_per_commit` (histogram);
+//! `medlabel_db_connections_in_use`,
 //! `medlabel_db_connections_idle`, `medlabel_db_requests_waiting`;
 //! `medlabel_upload_bytes_total`, `medlabel_download_bytes_total`,
 //! `medlabel_deidentified_copies_total`.
@@ -48,6 +51,18 @@ pub async fn metrics(
         .absolute(audit.batches.load(Ordering::Relaxed));
     metrics::counter!("medlabel_audit_failures_total")
         .absolute(audit.failures.load(Ordering::Relaxed));
+    let changes = state.changes.stats();
+    metrics::gauge!("medlabel_change_queue_depth").set(state.changes.queue_depth() as f64);
+    for (outcome, count) in [
+        ("committed", &changes.committed),
+        ("refused", &changes.refused),
+        ("failed", &changes.failures),
+    ] {
+        metrics::counter!("medlabel_changes_total", "outcome" => outcome)
+            .absolute(count.load(Ordering::Relaxed));
+    }
+    metrics::counter!("medlabel_change_commits_total")
+        .absolute(changes.batches.load(Ordering::Relaxed));
     let pool = state.db.pool_state();
     metrics::gauge!("medlabel_db_connections_in_use").set(f64::from(pool.in_use));
     metrics::gauge!("medlabel_db_connections_idle").set(f64::from(pool.idle));

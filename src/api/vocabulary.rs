@@ -58,11 +58,10 @@ pub(super) async fn create<T: Term>(
     collection: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let (response, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| vocabulary::create::<T>(conn, &change, &new))
-        })
+        .changes
+        .write(actor, move |conn| vocabulary::create::<T>(conn, &change, &new))
         .await?;
     Ok(term_response::<T>(
         response,
@@ -82,13 +81,12 @@ pub(super) async fn update<T: Term>(
     collection: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let precondition = precondition(&req);
     let (response, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                vocabulary::update::<T>(conn, &change, &id, &precondition, &update)
-            })
+        .changes
+        .write(actor, move |conn| {
+            vocabulary::update::<T>(conn, &change, &id, &precondition, &update)
         })
         .await?;
     Ok(term_response::<T>(
@@ -107,13 +105,12 @@ pub(super) async fn deactivate<T: Term>(
     id: String,
 ) -> Result<HttpResponse, ApiError> {
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let precondition = precondition(&req);
     state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                vocabulary::deactivate::<T>(conn, &change, &id, &precondition)
-            })
+        .changes
+        .write(actor, move |conn| {
+            vocabulary::deactivate::<T>(conn, &change, &id, &precondition)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

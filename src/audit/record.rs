@@ -220,7 +220,7 @@ impl AuditTicket {
         }
     }
 
-    fn mark_written(&self, status: u16) {
+    pub(super) fn mark_written(&self, status: u16) {
         self.written
             .store(status, std::sync::atomic::Ordering::Release);
     }
@@ -244,7 +244,7 @@ impl AuditTicket {
         self.event_with(status, user_id, auth, detail)
     }
 
-    fn event_with(
+    pub(super) fn event_with(
         &self,
         status: u16,
         user_id: Option<i64>,

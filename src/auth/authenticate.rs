@@ -31,10 +31,7 @@ pub async fn authenticate<B: MessageBody + 'static>(
         Ok(Some(user)) => {
             let mut extensions = req.extensions_mut();
             // The audit event names the caller.
-            extensions.insert(crate::audit::Actor {
-                user_id: user.id,
-                auth: user.auth.name(),
-            });
+            extensions.insert(user.actor());
             extensions.insert(user);
         }
         Ok(None) => {}

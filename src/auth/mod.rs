@@ -53,6 +53,14 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// The caller as audit events name them.
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor {
+            user_id: self.id,
+            auth: self.auth.name(),
+        }
+    }
+
     pub fn new(user: crate::models::users::User, roles: RoleSet, auth: AuthKind) -> Self {
         CurrentUser {
             id: user.id,

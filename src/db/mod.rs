@@ -9,7 +9,7 @@ pub mod transactions;
 
 pub use migrations::{fill_name_keys, revert_all_migrations, run_migrations};
 pub use transactions::{
-    in_transaction, is_lock_contention, is_statement_timeout, on_commit, sqlite_writer,
+    in_transaction, is_lock_contention, is_statement_timeout, on_commit, savepoint, sqlite_writer,
     write_transaction,
 };
 
@@ -278,6 +278,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How long one unit of request work may keep the database busy (`None`: no limit): what
+    /// [`Db::run`] enforces, and what the change writer enforces per change.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
     }
 
     /// The pool now: connections in use, idle connections, and requests waiting for one.

@@ -20,7 +20,7 @@ where
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     if in_transaction(conn)? {
-        return conn.transaction(f);
+        return savepoint(conn, f)?;
     }
     ON_COMMIT.with_borrow_mut(Vec::clear);
     let outcome = match conn {
@@ -47,6 +47,32 @@ where
         committed.into_iter().for_each(|work| work());
     }
     outcome
+}
+
+/// Runs `f` in a savepoint of the transaction open on `conn` (SQL `SAVEPOINT`; SQLite and
+/// PostgreSQL alike): when `f` fails, what it wrote is rolled back (`ROLLBACK TO`) and the
+/// work it registered with [`on_commit`] is dropped, while the enclosing transaction goes on.
+///
+/// The outer `Err` is the savepoint's own failure (it could not be opened, released or rolled
+/// back to): the enclosing transaction is then lost and must be rolled back. The inner result
+/// is `f`'s.
+pub fn savepoint<T, E, F>(conn: &mut DbConnection, f: F) -> diesel::QueryResult<Result<T, E>>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+{
+    use diesel::connection::{Connection, TransactionManager};
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    let registered = ON_COMMIT.with_borrow(Vec::len);
+    Manager::begin_transaction(conn)?;
+    let outcome = f(conn);
+    match &outcome {
+        Ok(_) => Manager::commit_transaction(conn)?,
+        Err(_) => {
+            ON_COMMIT.with_borrow_mut(|pending| pending.truncate(registered));
+            Manager::rollback_transaction(conn)?;
+        }
+    }
+    Ok(outcome)
 }
 
 thread_local! {

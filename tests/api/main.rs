@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod deidentification;
 mod events;
+mod group_commit;
 mod hardening;
 mod health;
 mod images;

@@ -226,17 +226,16 @@ pub async fn update_image(
     let body = body.into_inner();
     body.validate()?;
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let precondition = precondition(&req);
     let (response, version) = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let changes = ImageChanges {
-                    description: body.description.as_ref().map(|d| d.as_deref()),
-                    delete: false,
-                };
-                changes::images::update(conn, &caller, &change, &id, &precondition, &changes)
-            })
+        .changes
+        .write(actor, move |conn| {
+            let changes = ImageChanges {
+                description: body.description.as_ref().map(|d| d.as_deref()),
+                delete: false,
+            };
+            changes::images::update(conn, &caller, &change, &id, &precondition, &changes)
         })
         .await?;
     Ok(image_answer(response, version, StatusCode::OK))
@@ -264,17 +263,16 @@ pub async fn delete_image(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let precondition = precondition(&req);
     state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                let changes = ImageChanges {
-                    description: None,
-                    delete: true,
-                };
-                changes::images::update(conn, &caller, &change, &id, &precondition, &changes)
-            })
+        .changes
+        .write(actor, move |conn| {
+            let changes = ImageChanges {
+                description: None,
+                delete: true,
+            };
+            changes::images::update(conn, &caller, &change, &id, &precondition, &changes)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -67,20 +67,19 @@ pub async fn assign_label(
     let body = body.into_inner();
     body.validate()?;
     let change = Change::by(&caller).answering(201);
+    let actor = caller.actor();
     let image_id = id.clone();
     let assignment: LabelAssignmentResponse = state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                changes::images::assign_label(
-                    conn,
-                    &caller,
-                    &change,
-                    &id,
-                    &body.label_id,
-                    body.note.as_deref(),
-                )
-            })
+        .changes
+        .write(actor, move |conn| {
+            changes::images::assign_label(
+                conn,
+                &caller,
+                &change,
+                &id,
+                &body.label_id,
+                body.note.as_deref(),
+            )
         })
         .await?;
     let location = format!("/api/v1/images/{image_id}/labels/{}", assignment.label.id);
@@ -110,13 +109,12 @@ pub async fn unassign_label(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.0)?;
     let change = Change::by(&caller).answering(204);
+    let actor = caller.actor();
     let label_id = parse_id(&path.1)?;
     state
-        .db
-        .run(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                changes::images::unassign_label(conn, &caller, &change, &id, &label_id)
-            })
+        .changes
+        .write(actor, move |conn| {
+            changes::images::unassign_label(conn, &caller, &change, &id, &label_id)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

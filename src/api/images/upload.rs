@@ -136,6 +136,7 @@ pub async fn upload_image(
     }
     let object_key = pending.key().to_string();
     let change = Change::by(&caller);
+    let actor = caller.actor();
     let key = state.pseudonym_key.clone();
     let stored_bytes = file.size;
     let upload = move |conn: &mut crate::db::DbConnection| {
@@ -167,9 +168,10 @@ pub async fn upload_image(
     };
     // Two uploads of one SOP Instance UID at once: the second waits on the first's unique
     // index entry and fails; run once more, and it finds the first (200 or 409).
+    // The file is in storage already: only its row joins a batch of the change writer.
     let result = state
-        .db
-        .run(move |conn| match upload(conn) {
+        .changes
+        .write(actor, move |conn| match upload(conn) {
             Err(ApiError::Conflict(_)) => upload(conn),
             other => other,
         })
