@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::audit::{AuditLog, ChangeWriter};
 use crate::code_index::CodeIndex;
 use crate::config::Settings;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::pseudonym::PseudonymKey;
 use crate::storage::Storage;
 
@@ -54,16 +54,23 @@ impl AppState {
             std::time::Duration::from_millis(settings.db_busy_timeout_ms),
         )?;
         let audit = AuditLog::start(audit_db);
-        // The change writer is one thread with a connection of its own, under the same
-        // statement time limit as request handlers.
-        let changes_db = Db::connect_limited(
-            &settings.database_url.0,
-            1,
-            std::time::Duration::from_millis(settings.db_busy_timeout_ms),
-            (settings.db_statement_timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(settings.db_statement_timeout_ms)),
-        )?;
-        let changes = ChangeWriter::start(changes_db, Default::default());
+        // On SQLite the change writer is one thread with a connection of its own, under the
+        // same statement time limit as request handlers; on PostgreSQL changes commit per
+        // request on the request pool.
+        let changes = match db.backend() {
+            Backend::Sqlite => ChangeWriter::start(
+                Db::connect_limited(
+                    &settings.database_url.0,
+                    1,
+                    std::time::Duration::from_millis(settings.db_busy_timeout_ms),
+                    (settings.db_statement_timeout_ms > 0).then(|| {
+                        std::time::Duration::from_millis(settings.db_statement_timeout_ms)
+                    }),
+                )?,
+                Default::default(),
+            ),
+            Backend::Postgres => ChangeWriter::per_request(db.clone()),
+        };
         let code_index = CodeIndex::new(settings.code_index);
         let search_fallback = Arc::new(tokio::sync::Semaphore::new(
             (settings.db_pool_size as usize / 4).max(1),

@@ -345,13 +345,8 @@ async fn change_code(
                 description: description.as_deref(),
                 is_active,
             };
-            let changed = changes::codes::update(
-                conn,
-                &change,
-                (&system, &code),
-                &precondition,
-                &changes,
-            )?;
+            let changed =
+                changes::codes::update(conn, &change, (&system, &code), &precondition, &changes)?;
             index_on_commit(&index, &changed);
             Ok::<_, ApiError>(changed)
         })

@@ -61,7 +61,9 @@ pub(super) async fn create<T: Term>(
     let actor = caller.actor();
     let (response, version) = state
         .changes
-        .write(actor, move |conn| vocabulary::create::<T>(conn, &change, &new))
+        .write(actor, move |conn| {
+            vocabulary::create::<T>(conn, &change, &new)
+        })
         .await?;
     Ok(term_response::<T>(
         response,

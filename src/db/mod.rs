@@ -113,10 +113,13 @@ impl ManageConnection for ConnectionManager {
                     .map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the one writer; FULL sync makes every commit
                 // (audit events included) durable before it returns; foreign keys are off by
-                // default in SQLite.
+                // default in SQLite. Temporary files in memory: the statement journal that
+                // lets a savepoint roll back (one per change in a group commit) is written
+                // there rather than to a temporary file; it is never needed after a crash.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                     PRAGMA temp_store = MEMORY;",
                     self.busy_timeout.as_millis()
                 ))
                 .map_err(r2d2::Error::QueryError)?;
