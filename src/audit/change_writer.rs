@@ -130,7 +130,10 @@ where
         let Some(change) = self.change.take() else {
             return Ok(());
         };
-        let outcome = change(conn);
+        // A change that panics is a 500 of its own (its savepoint rolls back); the writer and
+        // the batch go on.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(conn)))
+            .unwrap_or_else(|_| Err(ApiError::internal(anyhow::anyhow!("the change panicked"))));
         let status = outcome.as_ref().err().map(|e| e.status_code().as_u16());
         self.outcome = Some(outcome);
         status.map_or(Ok(()), Err)
@@ -256,7 +259,15 @@ fn run_writer(db: Db, mut rx: mpsc::Receiver<Queued>, limits: Limits, stats: Arc
             std::thread::sleep(limits.linger);
             take_arrived(&mut rx, &mut waiting, limits.max_batch);
         }
-        let ran = write_batch(&db, &mut waiting, &limits, &stats);
+        // Should anything else panic, the changes it held answer 503 (their answer channels
+        // close) and the writer goes on with the next.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_batch(&db, &mut waiting, &limits, &stats)
+        }));
+        let ran = written.unwrap_or_else(|_| {
+            tracing::error!("the change writer panicked; its batch answers 503");
+            0
+        });
         busy = ran > 1;
         if reported.0.elapsed() >= Duration::from_secs(10) {
             let (changes, batches) = (
@@ -580,6 +591,41 @@ mod tests {
         let batches = writer.stats().batches.load(Ordering::Relaxed);
         assert!(batches >= 3, "{batches} batches");
         assert_eq!(names(&db), ["first", "slow", "x", "y"]);
+    }
+
+    #[actix_web::test]
+    async fn a_change_that_panics_is_a_500_of_its_own() {
+        let (_dir, db) = database();
+        let writer = ChangeWriter::start(db.clone(), Limits::default());
+        let turn = hold_write_turn();
+        let first = queue(&writer, "first", false);
+        until_taken(&writer).await;
+        let writer_clone = writer.clone();
+        let mut panicking: Answer = Box::pin(async move {
+            writer_clone
+                .write(ACTOR, |conn| {
+                    insert("doomed", false)(conn)?;
+                    panic!("a bug in a change")
+                })
+                .await
+        });
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(panicking.as_mut().poll(&mut context).is_pending());
+        let after = queue(&writer, "after", false);
+        drop(turn);
+        first.await.unwrap();
+        let err = panicking.await.unwrap_err();
+        assert_eq!(err.status_code().as_u16(), 500);
+        after.await.unwrap();
+        assert_eq!(
+            names(&db),
+            ["after", "first"],
+            "the panicking change left nothing"
+        );
+        assert_eq!(
+            writer.write(ACTOR, insert("later", false)).await.unwrap(),
+            "later"
+        );
     }
 
     #[actix_web::test]
