@@ -344,3 +344,81 @@ async fn label_assignments_at_once_are_each_answered_and_recorded() {
     assert_one_event_each(&assigned, &events);
     assert_one_event_each(&unassigned, &events);
 }
+
+#[actix_web::test]
+async fn reads_do_not_wait_for_a_change_in_progress() {
+    let app = TestApp::spawn().await;
+    let researcher = app.token_client(&[Role::Researcher]).await;
+    let label = app.label("Held").await["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/labels/{label}");
+    // Stall every change: on SQLite by holding the write turn the change writer needs; on
+    // PostgreSQL (changes commit per request) by holding the label's row lock.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = std::sync::mpsc::channel::<()>();
+    let db = app.state.db.clone();
+    let backend = db.backend();
+    let label_id = label.clone();
+    let holder = std::thread::spawn(move || match backend {
+        Backend::Sqlite => {
+            let _turn = medlabel::db::sqlite_writer();
+            held.send(()).unwrap();
+            let _ = released.recv();
+        }
+        Backend::Postgres => {
+            use diesel::connection::SimpleConnection;
+            let mut conn = db.get().unwrap();
+            conn.batch_execute(&format!(
+                "BEGIN; SELECT id FROM labels WHERE uuid = '{label_id}' FOR UPDATE;"
+            ))
+            .unwrap();
+            held.send(()).unwrap();
+            let _ = released.recv();
+            conn.batch_execute("ROLLBACK").unwrap();
+        }
+    });
+    is_held.recv().unwrap();
+    let writer = researcher.clone_client();
+    let change_path = path.clone();
+    let change = actix_web::rt::spawn(async move {
+        writer
+            .patch(&change_path, &json!({"description": "after the wait"}))
+            .await
+            .status
+    });
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    match backend {
+        // Requests read on the request pool (SQLite's WAL lets them read beside the writer);
+        // their audit event, a write, takes the next write turn, so here the read's own
+        // database work is what is checked.
+        Backend::Sqlite => {
+            let uuid = label.clone();
+            let name: String = app
+                .state
+                .db
+                .run(move |conn| {
+                    Ok::<_, medlabel::error::ApiError>(
+                        medlabel::models::labels::find(conn, &uuid)?.name,
+                    )
+                })
+                .await
+                .unwrap();
+            assert_eq!(name, "Held");
+        }
+        Backend::Postgres => {
+            for read in [path.as_str(), "/api/v1/labels", "/api/v1/auth/me"] {
+                let res = researcher.get(read).await;
+                assert_eq!(res.status, StatusCode::OK, "{read}: {}", res.text);
+            }
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "reads answered while the change waits ({:?})",
+        started.elapsed()
+    );
+    assert!(!change.is_finished(), "the change is still waiting");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(change.await.unwrap(), StatusCode::OK);
+}
