@@ -64,6 +64,19 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was installed already; /metrics stays empty");
         }
+        // Histogram samples wait in a buffer until upkeep folds them into the buckets; without
+        // a scrape (or with none configured) nothing else would, and the buffer would grow
+        // with every request.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
+        if let Err(err) = spawned {
+            tracing::warn!(error = %err, "could not start the metrics upkeep thread");
+        }
         handle
     })
 }

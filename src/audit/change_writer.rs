@@ -262,7 +262,7 @@ fn run_writer(db: Db, mut rx: mpsc::Receiver<Queued>, limits: Limits, stats: Arc
         // Should anything else panic, the changes it held answer 503 (their answer channels
         // close) and the writer goes on with the next.
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_batch(&db, &mut waiting, &limits, &stats)
+            write_batch(&db, &mut rx, &mut waiting, &limits, &stats)
         }));
         let ran = written.unwrap_or_else(|_| {
             tracing::error!("the change writer panicked; its batch answers 503");
@@ -300,18 +300,26 @@ fn take_arrived(rx: &mut mpsc::Receiver<Queued>, waiting: &mut VecDeque<Queued>,
 /// taken [`Limits::max_batch_time`], commits, and answers them. Returns how many it ran.
 fn write_batch(
     db: &Db,
+    rx: &mut mpsc::Receiver<Queued>,
     waiting: &mut VecDeque<Queued>,
     limits: &Limits,
     stats: &ChangeStats,
 ) -> usize {
-    let (ran, committed, refused) = match db.get_within(Duration::from_secs(1)) {
+    let (mut ran, committed, refused) = match db.get_within(Duration::from_secs(1)) {
         Err(err) => {
             tracing::error!(error = %err, "no connection for the change writer");
-            // Fail what is waiting now rather than let it queue behind a dead database.
             (waiting.drain(..).collect(), false, 0)
         }
         Ok(mut conn) => commit_changes(&mut conn, db.statement_timeout(), waiting, limits),
     };
+    if !committed && waiting.is_empty() && refused == 0 {
+        // Nothing could be committed (a database down, or locked by another process past the
+        // busy timeout): everything queued meanwhile would only wait as long again. It
+        // answers 503 now; what arrives later tries afresh.
+        while let Ok(queued) = rx.try_recv() {
+            ran.push(queued);
+        }
+    }
     let count = ran.len();
     release(ran, committed, refused, stats);
     count
