@@ -326,7 +326,17 @@ impl Db {
             return Ok(StartupLock(StartupHold::File(file)));
         }
         let mut conn = self.get()?;
-        conn.batch_execute("SELECT pg_advisory_lock(7277017)")?;
+        // Another instance may hold the lock for as long as its start takes: no statement or
+        // lock time limit for this wait (`SET LOCAL` ends with the transaction; the advisory
+        // lock is the session's and stays).
+        let taken = conn.batch_execute(
+            "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
+             SELECT pg_advisory_lock(7277017); COMMIT",
+        );
+        if let Err(err) = taken {
+            let _ = conn.batch_execute("ROLLBACK");
+            return Err(err).context("taking the start-up lock");
+        }
         Ok(StartupLock(StartupHold::Postgres(conn)))
     }
 
