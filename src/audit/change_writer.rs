@@ -637,6 +637,55 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn only_committed_changes_run_their_on_commit_work() {
+        use std::sync::atomic::AtomicBool;
+        let (_dir, db) = database();
+        let writer = ChangeWriter::start(db.clone(), Limits::default());
+        let (kept, dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let turn = hold_write_turn();
+        let first = queue(&writer, "first", false);
+        until_taken(&writer).await;
+        let answers: Vec<Answer> = [(Arc::clone(&kept), false), (Arc::clone(&dropped), true)]
+            .into_iter()
+            .map(|(flag, fail)| {
+                let writer = writer.clone();
+                let answer: Answer = Box::pin(async move {
+                    writer
+                        .write(ACTOR, move |conn| {
+                            crate::db::on_commit(move || flag.store(true, Ordering::SeqCst));
+                            insert(if fail { "refused" } else { "kept" }, fail)(conn)
+                        })
+                        .await
+                });
+                answer
+            })
+            .map(|mut answer| {
+                let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+                assert!(answer.as_mut().poll(&mut context).is_pending());
+                answer
+            })
+            .collect();
+        drop(turn);
+        first.await.unwrap();
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await);
+        }
+        assert!(outcomes[0].is_ok() && outcomes[1].is_err(), "{outcomes:?}");
+        assert!(
+            kept.load(Ordering::SeqCst),
+            "the committed change's work ran"
+        );
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "the refused change's work was dropped"
+        );
+    }
+
+    #[actix_web::test]
     async fn a_full_queue_answers_503_at_once() {
         let (_dir, db) = database();
         let limits = Limits {
