@@ -494,8 +494,13 @@ mod tests {
     /// change is in the queue when this returns (the first poll queues it).
     fn queue(writer: &ChangeWriter, name: &'static str, fail: bool) -> Answer {
         let writer = writer.clone();
-        let mut answer: Answer =
-            Box::pin(async move { writer.write(ACTOR, insert(name, fail)).await });
+        polled(Box::pin(async move {
+            writer.write(ACTOR, insert(name, fail)).await
+        }))
+    }
+
+    /// `answer` polled once: its change is in the queue.
+    fn polled(mut answer: Answer) -> Answer {
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(answer.as_mut().poll(&mut context).is_pending());
         answer
@@ -577,16 +582,14 @@ mod tests {
         let first = queue(&writer, "first", false);
         until_taken(&writer).await;
         let writer_clone = writer.clone();
-        let mut slow: Answer = Box::pin(async move {
+        let slow = polled(Box::pin(async move {
             writer_clone
                 .write(ACTOR, |conn| {
                     std::thread::sleep(Duration::from_millis(100));
                     insert("slow", false)(conn)
                 })
                 .await
-        });
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(slow.as_mut().poll(&mut context).is_pending());
+        }));
         let after = [queue(&writer, "x", false), queue(&writer, "y", false)];
         drop(turn);
         first.await.unwrap();
@@ -609,16 +612,14 @@ mod tests {
         let first = queue(&writer, "first", false);
         until_taken(&writer).await;
         let writer_clone = writer.clone();
-        let mut panicking: Answer = Box::pin(async move {
+        let panicking = polled(Box::pin(async move {
             writer_clone
                 .write(ACTOR, |conn| {
                     insert("doomed", false)(conn)?;
                     panic!("a bug in a change")
                 })
                 .await
-        });
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(panicking.as_mut().poll(&mut context).is_pending());
+        }));
         let after = queue(&writer, "after", false);
         drop(turn);
         first.await.unwrap();
@@ -662,11 +663,7 @@ mod tests {
                 });
                 answer
             })
-            .map(|mut answer| {
-                let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-                assert!(answer.as_mut().poll(&mut context).is_pending());
-                answer
-            })
+            .map(polled)
             .collect();
         drop(turn);
         first.await.unwrap();
